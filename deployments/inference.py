@@ -1,0 +1,83 @@
+"""Inference deployment: the only code that touches the model.
+
+Each replica loads one engine and runs a `Worker` over it. The worker pulls batches from the
+queue on its own (production's path), and `run` processes given jobs at once (development's
+path); Serve's batching groups concurrent `run` calls into one engine batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Callable
+
+import ray
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from voiceq.connections import open_blob_storage
+from voiceq.engine import Engine
+from voiceq.jobs import WorkerInfo
+from voiceq.settings import Settings
+from voiceq.worker import Worker
+
+from .handles import RemoteJobs
+
+log = logging.getLogger("voiceq.deployments")
+
+EngineFactory = Callable[[Settings], Engine]
+
+
+def default_engine_factory(settings: Settings) -> Engine:
+    from voiceq.engine.chatterbox import load_engine
+
+    return load_engine(settings)
+
+
+@serve.deployment(name="VoiceCloneInference", max_ongoing_requests=32, health_check_period_s=10,
+                  graceful_shutdown_timeout_s=120)
+class InferenceDeployment:
+    async def __init__(self, settings: Settings, jobs: DeploymentHandle,
+                       engine_factory: EngineFactory | None = None) -> None:
+        self.settings = settings
+        factory = engine_factory or default_engine_factory
+        engine = await asyncio.to_thread(factory, settings)
+        context = serve.get_replica_context()
+        worker = WorkerInfo(
+            environment=settings.environment,
+            gpu_type=engine.info.gpu_type,
+            worker_id=f"{socket.gethostname()}/{context.replica_id.unique_id}",
+            node_id=ray.get_runtime_context().get_node_id(),
+            droplet_id=os.environ.get("VOICEQ_DROPLET_ID") or None,
+        )
+        self.worker = Worker(
+            RemoteJobs(jobs),
+            open_blob_storage(settings),
+            engine,
+            worker=worker,
+            max_batch_size=settings.max_batch_size,
+            heartbeat_s=max(0.5, settings.lease_s / 3),
+            poll_interval_s=settings.poll_interval_s,
+        )
+        self.run.set_max_batch_size(settings.max_batch_size)
+        self.run.set_batch_wait_timeout_s(settings.batch_wait_s)
+        self._loop = asyncio.get_running_loop().create_task(self.worker.run_forever())
+        log.info("inference replica %s ready on %s (%s)", worker.worker_id, engine.info.device,
+                 engine.info.description or engine.info.name)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.25)
+    async def run(self, job_ids: list[str]) -> list[bool]:
+        """Process these jobs now; True for each job this call ran (False: someone else had it)."""
+        claimed = set(await self.worker.run_ids(job_ids))
+        return [job_id in claimed for job_id in job_ids]
+
+    def check_health(self) -> None:
+        if self._loop.done():
+            raise RuntimeError("worker loop stopped")
+
+    async def __del__(self) -> None:
+        if hasattr(self, "_loop"):  # the constructor may have failed
+            await self.worker.stop(timeout_s=self.settings.lease_s)
+            self._loop.cancel()

@@ -1,0 +1,86 @@
+"""HTTP ingress deployment: the seed's API (serve_app.http) over handles to bookkeeping and inference."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.applications import Starlette
+
+from serve_app.http import create_http_app
+from voiceq.jobs import Job, JobStatus
+from voiceq.manager import Submission
+from voiceq.settings import Settings
+from voiceq.store import JobStats
+
+from .handles import call
+
+
+class ServeBackend:
+    """`serve_app.http.Backend` made of Serve handles."""
+
+    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.inference = inference
+
+    async def submit(self, sub: Submission) -> Job:
+        return await call(self.jobs, "submit", sub)
+
+    async def get(self, job_id: str) -> Job:
+        return await call(self.jobs, "get", job_id)
+
+    async def run_now(self, job_id: str) -> Job:
+        await call(self.inference, "run", job_id)
+        # Whoever ran it (this call, or a worker's own loop that claimed it first), wait for the
+        # outcome: a final state, or back in the queue after a failure that may pass.
+        while True:
+            job = await self.get(job_id)
+            if job.status.terminal or (job.status is JobStatus.PENDING and job.attempts > 0):
+                return job
+            await asyncio.sleep(0.2)
+
+    async def read_result(self, job_id: str) -> bytes:
+        return await call(self.jobs, "read_result", job_id)
+
+    async def result_url(self, job_id: str) -> str | None:
+        return await call(self.jobs, "result_url", job_id)
+
+    async def cancel(self, job_id: str) -> Job:
+        return await call(self.jobs, "cancel", job_id)
+
+    async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]:
+        return await call(self.jobs, "list_jobs", status=status, user_id=user_id, limit=limit)
+
+    async def stats(self, user_id: str | None) -> JobStats:
+        return await call(self.jobs, "stats", user_id)
+
+    async def health(self) -> dict[str, Any]:
+        checks = await call(self.jobs, "ping")
+        ok = all(v == "ok" for v in checks.values())
+        return {"status": "ok" if ok else "degraded", "environment": self.settings.environment, "checks": checks}
+
+
+# Serve builds the ASGI app on each replica by calling `_build_http_app` right after
+# `IngressDeployment.__init__` ran in the same process; the backend is handed over here.
+# (Through module-level functions: Serve ships the deployment class by value, so a global
+# named in its body would be a copy, while these functions are imported by reference.)
+_handoff: list[ServeBackend] = []
+
+
+def _offer(backend: ServeBackend) -> None:
+    _handoff.append(backend)
+
+
+def _build_http_app() -> Starlette:
+    return create_http_app(_handoff.pop())
+
+
+@serve.deployment(name="Ingress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+@serve.ingress(_build_http_app)
+class IngressDeployment:
+    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:
+        self.backend = ServeBackend(settings, jobs, inference)
+        _offer(self.backend)

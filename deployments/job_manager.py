@@ -1,0 +1,34 @@
+"""Bookkeeping deployment: `JobManager` over the configured store and storage, plus the lease
+reaper that returns jobs of lost workers to the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ray import serve
+
+from voiceq.connections import open_blob_storage, open_job_store
+from voiceq.manager import JobManager
+from voiceq.settings import Settings
+
+log = logging.getLogger("voiceq.deployments")
+
+
+@serve.deployment(
+    name="JobManager",
+    num_replicas=1,
+    max_ongoing_requests=256,
+    ray_actor_options={"num_cpus": 0},
+    health_check_period_s=5,
+)
+class JobManagerDeployment(JobManager):
+    async def __init__(self, settings: Settings) -> None:
+        super().__init__(open_job_store(settings), open_blob_storage(settings), settings)
+        # Several reaps per lease period, so a lost worker's jobs wait at most about a lease.
+        interval = max(0.5, min(10.0, settings.lease_s / 4))
+        self._reaper = asyncio.get_running_loop().create_task(self.reap_forever(interval))
+
+    def check_health(self) -> None:
+        if self._reaper.done():
+            raise RuntimeError("lease reaper stopped")

@@ -1,0 +1,276 @@
+"""The seed's HTTP API as a Starlette app, over a small `Backend` interface.
+
+The ingress deployment supplies a backend made of Serve handles; the routes here only parse,
+validate, call the backend and shape responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from voiceq.errors import (
+    BlobNotFound,
+    InvalidInput,
+    InvalidTransition,
+    JobNotFound,
+    QueueFull,
+    StorageUnavailable,
+    StoreUnavailable,
+    VoiceNotFound,
+    VoiceqError,
+)
+from voiceq.jobs import Job, JobStatus
+from voiceq.manager import Submission
+from voiceq.settings import Settings
+from voiceq.store import JobStats
+
+from . import responses
+from .responses import API_PREFIX
+from .validation import build_submission, check_job_id, check_user_id, read_upload
+
+log = logging.getLogger("voiceq.http")
+
+# Room for the multipart framing and the text fields around the audio file.
+_FORM_OVERHEAD_BYTES = 256 * 1024
+
+
+class Backend(Protocol):
+    settings: Settings
+
+    async def submit(self, sub: Submission) -> Job: ...
+
+    async def get(self, job_id: str) -> Job: ...
+
+    async def run_now(self, job_id: str) -> Job:
+        """Process the job at once (development mode) and return it in its final state."""
+        ...
+
+    async def read_result(self, job_id: str) -> bytes: ...
+
+    async def result_url(self, job_id: str) -> str | None: ...
+
+    async def cancel(self, job_id: str) -> Job: ...
+
+    async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]: ...
+
+    async def stats(self, user_id: str | None) -> JobStats: ...
+
+    async def health(self) -> dict[str, Any]: ...
+
+
+def _backend(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+# --- routes ------------------------------------------------------------------------------
+
+
+async def clone(request: Request) -> Response:
+    backend = _backend(request)
+    settings = backend.settings
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidInput("expected a multipart/form-data body with audio_file, user_id and voice_name",
+                           status_code=415)
+    try:
+        async with request.form(max_files=1, max_fields=32, max_part_size=64 * 1024) as form:
+            upload = form.get("audio_file")
+            if isinstance(upload, str):
+                raise InvalidInput("audio_file must be a file upload, not a text field", field="audio_file")
+            audio = await read_upload(upload, settings) if upload is not None else None
+            submission = build_submission(
+                form, audio, settings, idempotency_key=request.headers.get("idempotency-key")
+            )
+    except MultiPartException as err:
+        raise InvalidInput(f"malformed multipart body: {err.message}") from err
+    job = await backend.submit(submission)
+    if settings.production:
+        return JSONResponse(responses.clone_queued(job), status_code=202)
+    try:
+        job = await asyncio.wait_for(backend.run_now(job.job_id), timeout=settings.dev_timeout_s)
+    except asyncio.TimeoutError:
+        return JSONResponse(
+            responses.error(
+                f"Processing timeout: the job did not finish within {settings.dev_timeout_s:g} s; "
+                "it stays queued and its status URL will show the outcome",
+                jobId=job.job_id, statusUrl=responses.status_url(job.job_id),
+            ),
+            status_code=504,
+        )
+    if job.status is JobStatus.COMPLETED:
+        mp3 = await backend.read_result(job.job_id)
+        return JSONResponse(responses.clone_completed(job, mp3), status_code=200)
+    if job.status is JobStatus.PENDING:  # a transient failure: it will be retried
+        return JSONResponse(
+            responses.error(f"Voice cloning hit a temporary error and will be retried: {job.error}",
+                            jobId=job.job_id, statusUrl=responses.status_url(job.job_id)),
+            status_code=503, headers={"Retry-After": "5"},
+        )
+    return JSONResponse(responses.clone_failed(job), status_code=500)
+
+
+async def job_status(request: Request) -> Response:
+    backend = _backend(request)
+    job = await backend.get(check_job_id(request.path_params["job_id"]))
+    url = await backend.result_url(job.job_id) if job.status is JobStatus.COMPLETED else None
+    return JSONResponse(responses.job_status(job, result_url=url))
+
+
+async def job_audio(request: Request) -> Response:
+    backend = _backend(request)
+    job = await backend.get(check_job_id(request.path_params["job_id"]))
+    if job.status is not JobStatus.COMPLETED:
+        return JSONResponse(responses.error(f"job {job.job_id} is {job.status.value}; no audio yet"), status_code=409)
+    url = await backend.result_url(job.job_id)
+    if url is not None:
+        return RedirectResponse(url, status_code=307)
+    mp3 = await backend.read_result(job.job_id)
+    return Response(mp3, media_type="audio/mpeg",
+                    headers={"Content-Disposition": f'inline; filename="{job.job_id}.mp3"'})
+
+
+async def cancel_job(request: Request) -> Response:
+    backend = _backend(request)
+    job = await backend.cancel(check_job_id(request.path_params["job_id"]))
+    return JSONResponse(responses.job_status(job))
+
+
+async def list_jobs(request: Request) -> Response:
+    backend = _backend(request)
+    user_id = request.query_params.get("user_id") or request.query_params.get("userId")
+    if not user_id:
+        raise InvalidInput("user_id query parameter is required", field="user_id")
+    status = request.query_params.get("status")
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise InvalidInput(f"status must be one of {', '.join(s.value for s in JobStatus)}", field="status")
+    try:
+        limit = int(request.query_params.get("limit", "50"))
+    except ValueError:
+        raise InvalidInput("limit must be an integer", field="limit") from None
+    if not 1 <= limit <= 500:
+        raise InvalidInput("limit must be between 1 and 500", field="limit")
+    jobs = await backend.list_jobs(status=status, user_id=check_user_id(user_id), limit=limit)
+    return JSONResponse({"userId": user_id, "jobs": [responses.job_summary(j) for j in jobs]})
+
+
+async def stats(request: Request) -> Response:
+    backend = _backend(request)
+    user_id = request.query_params.get("user_id") or request.query_params.get("userId")
+    if user_id is not None:
+        check_user_id(user_id)
+    result = await backend.stats(user_id)
+    return JSONResponse(responses.stats_body(result, gpu_hourly_price=backend.settings.gpu_hourly_price))
+
+
+async def health(request: Request) -> Response:
+    report = await _backend(request).health()
+    return JSONResponse(report, status_code=200 if report.get("status") == "ok" else 503)
+
+
+async def live(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def store_unreachable_message(settings: Settings) -> str:
+    if settings.job_store_kind == "convex":
+        return "Convex not reachable: check CONVEX_URL and that the Convex deployment is running"
+    return f"Job store not reachable: check that {settings.sqlite_path} is on a writable disk"
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    settings: Settings = request.app.state.backend.settings
+    if isinstance(exc, InvalidInput):
+        return JSONResponse(responses.error(exc.message, field=exc.field), status_code=exc.status_code)
+    if isinstance(exc, (JobNotFound, VoiceNotFound)):
+        return JSONResponse(responses.error(str(exc)), status_code=404)
+    if isinstance(exc, BlobNotFound):
+        return JSONResponse(responses.error("the result of this job is no longer available"), status_code=410)
+    if isinstance(exc, InvalidTransition):
+        return JSONResponse(responses.error(str(exc)), status_code=409)
+    if isinstance(exc, QueueFull):
+        return JSONResponse(responses.error(exc.message), status_code=429,
+                            headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, StoreUnavailable):
+        log.warning("job store unavailable: %s", exc)
+        return JSONResponse(responses.error(store_unreachable_message(settings)), status_code=503,
+                            headers={"Retry-After": "5"})
+    if isinstance(exc, StorageUnavailable):
+        log.warning("storage unavailable: %s", exc)
+        return JSONResponse(responses.error("Audio storage not reachable: try again shortly"), status_code=503,
+                            headers={"Retry-After": "5"})
+    if isinstance(exc, HTTPException):
+        return JSONResponse(responses.error(exc.detail), status_code=exc.status_code)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(responses.error("internal error"), status_code=500)
+
+
+class BodyLimit:
+    """Refuses a request body past the upload limit while it streams in, before it is read whole."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = scope["app"].state.backend.settings.max_upload_bytes + _FORM_OVERHEAD_BYTES
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(limit, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise InvalidInput(f"request body is larger than {limit} bytes", status_code=413)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    response = JSONResponse(responses.error(f"request body is larger than {limit} bytes"), status_code=413)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def create_http_app(backend: Backend) -> Starlette:
+    routes = [
+        Route(f"{API_PREFIX}/clone", clone, methods=["POST"]),
+        Route(f"{API_PREFIX}/jobs", list_jobs, methods=["GET"]),
+        Route(f"{API_PREFIX}/stats", stats, methods=["GET"]),
+        Route(f"{API_PREFIX}/jobs/{{job_id}}/status", job_status, methods=["GET"]),
+        Route(f"{API_PREFIX}/jobs/{{job_id}}/audio", job_audio, methods=["GET"]),
+        Route(f"{API_PREFIX}/jobs/{{job_id}}/cancel", cancel_job, methods=["POST"]),
+        Route(f"{API_PREFIX}/jobs/{{job_id}}", cancel_job, methods=["DELETE"]),
+        Route("/health", live, methods=["GET"]),
+        Route("/ready", health, methods=["GET"]),
+    ]
+    # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything
+    # else is a bug, answered with a 500 and re-raised so it is logged with its traceback.
+    handlers = {VoiceqError: handle_error, HTTPException: handle_error, Exception: handle_error}
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(BodyLimit)])
+    app.state.backend = backend
+    return app

@@ -1,0 +1,129 @@
+"""The JSON shapes of the seed's API, built from job records. Pure functions."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from voiceq.jobs import Job, JobStatus
+from voiceq.store import JobStats
+
+API_PREFIX = "/api/public/voice/onboarding"
+
+
+def status_url(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/status"
+
+
+def audio_route(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}/audio"
+
+
+def clone_queued(job: Job) -> dict[str, Any]:
+    return {
+        "success": True,
+        "jobId": job.job_id,
+        "status": "queued",
+        "message": "Voice cloning job queued for processing",
+        "statusUrl": status_url(job.job_id),
+    }
+
+
+def clone_completed(job: Job, mp3: bytes) -> dict[str, Any]:
+    return {
+        "success": True,
+        "jobId": job.job_id,
+        "voice_id": job.voice_id,
+        "voice_name": job.voice_name,
+        "sample_audio": "data:audio/mp3;base64," + base64.b64encode(mp3).decode("ascii"),
+        "processingTime": job.processing_time,
+        "message": "Voice cloning completed successfully",
+        "statusUrl": status_url(job.job_id),
+        "resultUrl": audio_route(job.job_id),
+    }
+
+
+def clone_failed(job: Job) -> dict[str, Any]:
+    return {
+        "success": False,
+        "jobId": job.job_id,
+        "status": job.status.value,
+        "error": job.error or "voice cloning failed",
+        "message": "Voice cloning failed",
+        "statusUrl": status_url(job.job_id),
+    }
+
+
+def job_status(job: Job, *, result_url: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "jobId": job.job_id,
+        "userId": job.user_id,
+        "status": job.status.value,
+        "voiceName": job.voice_name,
+        "voiceId": job.voice_id,
+        "processingTime": job.processing_time,
+        "createdAt": job.created_at,
+        "updatedAt": job.updated_at,
+        "startedAt": job.started_at,
+        "completedAt": job.completed_at,
+        "attempts": job.attempts,
+        "maxAttempts": job.max_attempts,
+        "priority": job.priority,
+        "workerInfo": (
+            {
+                "environment": job.worker_info.environment,
+                "gpuType": job.worker_info.gpu_type,
+                **({"dropletId": job.worker_info.droplet_id} if job.worker_info.droplet_id else {}),
+            }
+            if job.worker_info
+            else None
+        ),
+    }
+    if job.status is JobStatus.COMPLETED:
+        body["resultUrl"] = result_url or audio_route(job.job_id)
+        body["audioSeconds"] = job.result_seconds
+        body["speechTokens"] = job.speech_tokens
+    if job.error and job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING):
+        body["error"] = job.error
+    if job.status is JobStatus.PENDING and job.attempts:
+        body["nextAttemptAt"] = job.next_attempt_at
+    return body
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {
+        "jobId": job.job_id,
+        "status": job.status.value,
+        "voiceName": job.voice_name,
+        "voiceId": job.voice_id,
+        "createdAt": job.created_at,
+        "completedAt": job.completed_at,
+        "processingTime": job.processing_time,
+        "statusUrl": status_url(job.job_id),
+    }
+
+
+def stats_body(stats: JobStats, *, gpu_hourly_price: float) -> dict[str, Any]:
+    gpu_hours = stats.total_processing_time / 3600.0
+    return {
+        "userId": stats.user_id,
+        "total": stats.total,
+        "byStatus": stats.by_status,
+        "pending": stats.pending,
+        "processing": stats.processing,
+        "completed": stats.by_status.get("completed", 0),
+        "failed": stats.by_status.get("failed", 0),
+        "avgProcessingTime": stats.avg_processing_time,
+        "gpuHours": gpu_hours,
+        "gpuHourlyPrice": gpu_hourly_price,
+        "estimatedCost": round(gpu_hours * gpu_hourly_price, 6),
+        "audioSecondsGenerated": stats.audio_seconds_generated,
+    }
+
+
+def error(message: str, *, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"success": False, "error": message}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    return body

@@ -1,0 +1,161 @@
+"""Validation of what clients send. Pure functions: a form in, a `Submission` or `InvalidInput` out.
+
+Everything is checked before anything is stored, and every refusal names the field and
+the problem.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any, Mapping
+
+from voiceq.audio import decode_upload, to_wav
+from voiceq.errors import InvalidInput
+from voiceq.jobs import is_job_id, is_voice_id
+from voiceq.manager import Submission
+from voiceq.settings import Settings
+
+DEFAULT_SAMPLE_TEXT = "Hello, this is my cloned voice."
+MAX_USER_ID_CHARS = 128
+_USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+\-]+$")
+_IDEMPOTENCY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+# name: (low, high, type)
+GENERATION_FIELDS: dict[str, tuple[float, float, type]] = {
+    "exaggeration": (0.0, 2.0, float),
+    "cfg_weight": (0.0, 1.0, float),
+    "temperature": (0.05, 2.0, float),
+    "seed": (0, 2**31 - 1, int),
+}
+
+
+def _text_field(form: Mapping[str, Any], name: str, *, required: bool, max_chars: int,
+                allow_newlines: bool = False) -> str | None:
+    value = form.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput(f"{name} is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a text field, not a file", field=name)
+    value = value.strip()
+    if len(value) > max_chars:
+        raise InvalidInput(f"{name} is too long: {len(value)} characters, at most {max_chars}", field=name)
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and not (allow_newlines and ch in "\n\t"):
+            raise InvalidInput(f"{name} contains a control or invalid character", field=name)
+    return value
+
+
+def check_job_id(job_id: str) -> str:
+    if not is_job_id(job_id):
+        raise InvalidInput("malformed job id: expected a UUID like 123e4567-e89b-42d3-a456-426614174000",
+                           field="job_id")
+    return job_id
+
+
+def check_user_id(user_id: str) -> str:
+    if len(user_id) > MAX_USER_ID_CHARS or not _USER_ID_RE.match(user_id):
+        raise InvalidInput(
+            "user_id may only hold letters, digits and . _ @ : + - (at most 128 characters)", field="user_id"
+        )
+    return user_id
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_RE.match(key):
+        raise InvalidInput("Idempotency-Key must be 1-128 characters of letters, digits and . _ : -",
+                           field="Idempotency-Key")
+    return key
+
+
+def generation_params(form: Mapping[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, (low, high, kind) in GENERATION_FIELDS.items():
+        raw = _text_field(form, name, required=False, max_chars=32)
+        if raw is None:
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise InvalidInput(f"{name} must be {'an integer' if kind is int else 'a number'}", field=name) from None
+        if value != value or not (low <= value <= high):  # NaN fails the first test
+            raise InvalidInput(f"{name} must be between {low:g} and {high:g}", field=name)
+        params[name] = value
+    return params
+
+
+async def read_upload(upload: Any, settings: Settings) -> bytes:
+    """Read an UploadFile, refusing it once it passes the byte limit."""
+    if not hasattr(upload, "read"):
+        raise InvalidInput("audio_file must be a file upload (multipart/form-data)", field="audio_file")
+    size = getattr(upload, "size", None)
+    if size is not None and size > settings.max_upload_bytes:
+        raise InvalidInput(
+            f"audio_file is too large: {size} bytes, at most {settings.max_upload_bytes}", field="audio_file",
+            status_code=413,
+        )
+    data = await upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise InvalidInput(f"audio_file is too large: at most {settings.max_upload_bytes} bytes",
+                           field="audio_file", status_code=413)
+    return data
+
+
+def build_submission(
+    form: Mapping[str, Any],
+    audio: bytes | None,
+    settings: Settings,
+    *,
+    owner: str | None = None,
+    idempotency_key: str | None = None,
+) -> Submission:
+    """Validate every field and decode the audio; raises `InvalidInput` on the first problem."""
+    user_id = check_user_id(_text_field(form, "user_id", required=True, max_chars=MAX_USER_ID_CHARS) or "")
+    voice_name = _text_field(form, "voice_name", required=True, max_chars=settings.max_name_chars) or ""
+    sample_text = _text_field(form, "sample_text", required=False, max_chars=settings.max_text_chars,
+                              allow_newlines=True) or DEFAULT_SAMPLE_TEXT
+    if not any(ch.isalnum() for ch in sample_text):
+        raise InvalidInput("sample_text has no words to speak", field="sample_text")
+    voice_id = _text_field(form, "voice_id", required=False, max_chars=64)
+    if voice_id is not None and not is_voice_id(voice_id):
+        raise InvalidInput("malformed voice_id: expected voice_ followed by 16 hex digits", field="voice_id")
+    if voice_id is not None and audio is not None:
+        raise InvalidInput("send either audio_file or voice_id, not both", field="audio_file")
+    if voice_id is None and audio is None:
+        raise InvalidInput("audio_file is required (or voice_id of a voice cloned before)", field="audio_file")
+    params = generation_params(form)
+    priority_raw = _text_field(form, "priority", required=False, max_chars=8)
+    priority = 0
+    if priority_raw is not None:
+        try:
+            priority = int(priority_raw)
+        except ValueError:
+            raise InvalidInput("priority must be an integer from -10 to 10", field="priority") from None
+        if not -10 <= priority <= 10:
+            raise InvalidInput("priority must be an integer from -10 to 10", field="priority")
+    callback_url = _text_field(form, "callback_url", required=False, max_chars=2048)
+    if callback_url is not None and not re.match(r"^https?://[^\s/$.?#][^\s]*$", callback_url):
+        raise InvalidInput("callback_url must be an http(s) URL", field="callback_url")
+
+    wav: bytes | None = None
+    seconds = 0.0
+    if audio is not None:
+        clip = decode_upload(audio, min_s=settings.min_audio_s, max_s=settings.max_audio_s)
+        wav, seconds = to_wav(clip), round(clip.seconds, 3)
+    return Submission(
+        user_id=user_id,
+        voice_name=voice_name,
+        sample_text=sample_text,
+        audio_wav=wav,
+        audio_seconds=seconds,
+        voice_id=voice_id,
+        priority=priority,
+        idempotency_key=check_idempotency_key(idempotency_key),
+        owner=owner,
+        callback_url=callback_url,
+        params=params,
+    )

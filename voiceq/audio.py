@@ -1,0 +1,124 @@
+"""Audio in and out: decode whatever people upload, encode what we send back.
+
+Uploads are decoded once, at the edge, into mono float32 at the model's 24 kHz and stored as
+16-bit WAV, so workers never need a decoder and a file that cannot be decoded is refused
+before anything is stored. FFmpeg (through PyAV's wheels) reads mp3, wav, ogg/opus, flac,
+m4a/aac and webm at any sample rate and channel count.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from .errors import InvalidInput
+
+MODEL_SR = 24_000
+
+
+@dataclass(frozen=True)
+class Clip:
+    samples: np.ndarray  # (n,) float32 in [-1, 1], mono
+    sample_rate: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int = MODEL_SR) -> Clip:
+    """Decode an uploaded file to mono float32 at `sample_rate`, enforcing the duration bounds.
+
+    Decoding stops as soon as the clip is longer than `max_s`, so a long file costs no more
+    than a short one to refuse."""
+    if not data:
+        raise InvalidInput("audio_file is empty", field="audio_file")
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as err:
+        raise InvalidInput(
+            "audio_file could not be decoded as audio (accepted: mp3, wav, ogg, flac, m4a, webm)",
+            field="audio_file",
+            status_code=415,
+        ) from err
+    with container:
+        streams = container.streams.audio
+        if not streams:
+            raise InvalidInput("audio_file contains no audio stream", field="audio_file", status_code=415)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        n = 0
+        limit = int(max_s * sample_rate)
+        try:
+            for frame in container.decode(streams[0]):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    n += len(chunk)
+                if n > limit:
+                    raise InvalidInput(
+                        f"audio_file is longer than the {max_s:g} s limit", field="audio_file", status_code=413
+                    )
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+                n += chunks[-1].shape[0]
+        except av.error.FFmpegError as err:
+            raise InvalidInput(
+                "audio_file is corrupt or truncated and could not be decoded", field="audio_file", status_code=415
+            ) from err
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if not np.all(np.isfinite(samples)):
+        raise InvalidInput("audio_file decodes to invalid samples", field="audio_file", status_code=415)
+    clip = Clip(np.clip(samples, -1.0, 1.0), sample_rate)
+    if clip.seconds > max_s:
+        raise InvalidInput(f"audio_file is longer than the {max_s:g} s limit", field="audio_file", status_code=413)
+    if clip.seconds < min_s:
+        raise InvalidInput(
+            f"audio_file is too short: {clip.seconds:.2f} s of audio, at least {min_s:g} s needed",
+            field="audio_file",
+            status_code=422,
+        )
+    if float(np.max(np.abs(clip.samples))) < 1e-4:
+        raise InvalidInput("audio_file is silent: no voice to clone", field="audio_file", status_code=422)
+    return clip
+
+
+def to_wav(clip: Clip) -> bytes:
+    pcm = (np.clip(clip.samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(clip.sample_rate)
+        out.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+def from_wav(data: bytes) -> Clip:
+    with wave.open(io.BytesIO(data), "rb") as src:
+        if src.getsampwidth() != 2:
+            raise ValueError("expected 16-bit PCM WAV")
+        pcm = np.frombuffer(src.readframes(src.getnframes()), dtype="<i2")
+        if src.getnchannels() > 1:
+            pcm = pcm.reshape(-1, src.getnchannels()).mean(axis=1)
+        return Clip((pcm.astype(np.float32) / 32767.0), src.getframerate())
+
+
+def to_mp3(clip: Clip, *, bitrate: int = 64_000) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=clip.sample_rate, layout="mono")
+        stream.bit_rate = bitrate
+        frame = av.AudioFrame.from_ndarray(
+            np.clip(clip.samples, -1.0, 1.0).astype(np.float32).reshape(1, -1), format="flt", layout="mono"
+        )
+        frame.sample_rate = clip.sample_rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()

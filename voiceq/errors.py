@@ -1,0 +1,90 @@
+"""Typed errors that carry intent: who is at fault, and whether trying again can help.
+
+The HTTP layer maps them to status codes; the worker maps them to job transitions
+(`JobFailed(transient=True)` puts a job back in the queue with a backoff, a
+permanent one fails it at once).
+"""
+
+from __future__ import annotations
+
+
+def _restore(cls: type, args: tuple, state: dict) -> BaseException:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class VoiceqError(Exception):
+    """Base of every error voiceq raises on purpose."""
+
+    def __reduce__(self) -> tuple:
+        # These errors cross process boundaries (Ray handles) on their way to the HTTP layer;
+        # default pickling would call __init__(*args) and lose keyword-only arguments.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+class InvalidInput(VoiceqError):
+    """The client sent something we will not process. Nothing has been stored."""
+
+    def __init__(self, message: str, *, field: str | None = None, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status_code = status_code
+
+
+class JobNotFound(VoiceqError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class VoiceNotFound(VoiceqError):
+    def __init__(self, voice_id: str) -> None:
+        super().__init__(f"no voice with id {voice_id!r}")
+        self.voice_id = voice_id
+
+
+class StaleLease(VoiceqError):
+    """A worker tried to change a job it no longer holds (its lease expired and the job
+    was claimed again, cancelled, or already finished). The newer state wins."""
+
+
+class InvalidTransition(VoiceqError):
+    """A state change that the job state machine does not allow (e.g. cancelling a completed job)."""
+
+
+class StoreUnavailable(VoiceqError):
+    """The job store (SQLite file or Convex deployment) cannot be reached or refused the call."""
+
+
+class StorageUnavailable(VoiceqError):
+    """Blob storage (local folder or S3 bucket) cannot be reached or refused the call."""
+
+
+class BlobNotFound(VoiceqError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no blob at {key!r}")
+        self.key = key
+
+
+class JobFailed(VoiceqError):
+    """Processing a job failed. `transient` says whether another attempt may succeed;
+    `defer_s` optionally asks for a specific delay before that attempt."""
+
+    def __init__(self, message: str, *, transient: bool, defer_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.defer_s = defer_s
+
+
+class QueueFull(VoiceqError):
+    """Backpressure: the queue (overall or for one user) is at its bound."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+

@@ -1,0 +1,34 @@
+"""One grammar for job log lines, so operators can grep and parse them:
+
+    job=<id> event=<event> user=<user> attempt=<n>/<max> [key=value ...]
+
+Events: submitted, claimed, completed, retry, failed, expired, cancelled, requeued, stale.
+Values never include secrets, audio or free text from users beyond their ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .jobs import Job
+
+log = logging.getLogger("voiceq.jobs")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    text = str(value)
+    return f'"{text}"' if (" " in text or not text) else text
+
+
+def job_line(event: str, job: Job, **fields: Any) -> str:
+    parts = [f"job={job.job_id}", f"event={event}", f"user={_fmt(job.user_id)}",
+             f"attempt={job.attempts}/{job.max_attempts}"]
+    parts += [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
+    return " ".join(parts)
+
+
+def log_job(event: str, job: Job, *, level: int = logging.INFO, **fields: Any) -> None:
+    log.log(level, job_line(event, job, **fields))

@@ -1,0 +1,236 @@
+"""Job bookkeeping: the only code that changes job state.
+
+`JobManager` owns the job store and the uploads in blob storage. The HTTP layer submits and
+reads through it; inference workers claim, renew, complete and fail through it. It has no Ray
+in it: the bookkeeping deployment wraps one, and tests use one directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence, TypeVar
+
+from .errors import BlobNotFound, JobNotFound, QueueFull, StaleLease, StoreUnavailable, VoiceNotFound
+from .jobs import Job, JobResult, JobStatus, WorkerInfo, new_job, new_job_id
+from .logs import log_job
+from .settings import Settings
+from .storage import BlobStorage, upload_key, voice_key
+from .store import JobStats, JobStore
+
+log = logging.getLogger("voiceq.manager")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated request to clone a voice. Either `audio_wav` (a fresh upload, already
+    decoded and normalized) or `voice_id` (a voice prepared by an earlier job)."""
+
+    user_id: str
+    voice_name: str
+    sample_text: str
+    audio_wav: bytes | None = None
+    audio_seconds: float = 0.0
+    voice_id: str | None = None
+    priority: int = 0
+    idempotency_key: str | None = None
+    owner: str | None = None
+    callback_url: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class JobManager:
+    def __init__(
+        self,
+        store: JobStore,
+        storage: BlobStorage,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.settings = settings
+        self.clock = clock
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # Store and storage clients are blocking; keep the replica's event loop free.
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # --- submission ---------------------------------------------------------------------
+
+    async def submit(self, sub: Submission) -> Job:
+        """Store the upload, then the job record. If the record cannot be written the upload
+        is removed again, so a failed submission leaves nothing behind."""
+        job_id = new_job_id()
+        audio_key = ""
+        if sub.voice_id is not None:
+            if not await self._call(self.storage.exists, voice_key(sub.voice_id)):
+                raise VoiceNotFound(sub.voice_id)
+        else:
+            assert sub.audio_wav is not None, "a submission needs audio or a voice id"
+            audio_key = upload_key(job_id)
+        job = new_job(
+            job_id=job_id,
+            user_id=sub.user_id,
+            voice_name=sub.voice_name,
+            sample_text=sub.sample_text,
+            audio_key=audio_key,
+            audio_seconds=sub.audio_seconds,
+            now=self.clock(),
+            priority=sub.priority,
+            max_attempts=self.settings.max_attempts,
+            idempotency_key=sub.idempotency_key,
+            owner=sub.owner,
+            callback_url=sub.callback_url,
+            extra={"params": dict(sub.params)} if sub.params else None,
+        )
+        if sub.voice_id is not None:
+            job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
+        if audio_key:
+            await self._call(self.storage.put, audio_key, sub.audio_wav, content_type="audio/wav")
+        try:
+            stored = await self._call(self.store.create, job)
+        except BaseException:
+            if audio_key:
+                await self._delete_quietly(audio_key)
+            raise
+        if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
+            if audio_key:
+                await self._delete_quietly(audio_key)
+            log_job("replayed", stored, idempotency_key=sub.idempotency_key)
+            return stored
+        log_job("submitted", stored, priority=stored.priority or None)
+        return stored
+
+    async def _delete_quietly(self, key: str) -> None:
+        try:
+            await self._call(self.storage.delete, key)
+        except Exception:  # the job was never recorded; an orphan blob is the lesser harm
+            log.warning("could not remove orphaned upload %s", key)
+
+    async def check_capacity(self, user_id: str, *, max_active: int, max_active_per_user: int) -> None:
+        total = await self._call(self.store.count_active)
+        if total >= max_active:
+            raise QueueFull(f"the queue is full ({total} jobs waiting or running); try again later", retry_after_s=30)
+        mine = await self._call(self.store.count_active, user_id=user_id)
+        if mine >= max_active_per_user:
+            raise QueueFull(
+                f"user {user_id!r} already has {mine} jobs waiting or running; wait for one to finish",
+                retry_after_s=10,
+            )
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        job = await self._call(self.store.get, job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def list_jobs(self, *, status: str | None = None, user_id: str | None = None, limit: int = 50) -> list[Job]:
+        return await self._call(
+            self.store.list_jobs, status=JobStatus(status) if status else None, user_id=user_id, limit=limit
+        )
+
+    async def stats(self, user_id: str | None = None) -> JobStats:
+        return await self._call(self.store.stats, user_id=user_id)
+
+    async def read_result(self, job_id: str) -> bytes:
+        job = await self.get(job_id)
+        if job.status is not JobStatus.COMPLETED or not job.result_key:
+            raise BlobNotFound(f"results/{job_id}")
+        return await self._call(self.storage.get, job.result_key)
+
+    async def result_url(self, job_id: str, *, expires_s: int = 3600) -> str | None:
+        job = await self.get(job_id)
+        if job.status is not JobStatus.COMPLETED or not job.result_key:
+            return None
+        return await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s)
+
+    async def ping(self) -> dict[str, str]:
+        """Health of the store and storage: 'ok' or the error text, per component."""
+        report: dict[str, str] = {}
+        for name, probe in (("job_store", self.store.ping), ("storage", self.storage.ping)):
+            try:
+                await asyncio.wait_for(self._call(probe), timeout=5)
+                report[name] = "ok"
+            except Exception as err:  # report, don't raise: this feeds the health route
+                report[name] = f"{type(err).__name__}: {err}"
+        return report
+
+    # --- worker protocol ----------------------------------------------------------------
+
+    async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]:
+        jobs = await self._call(
+            self.store.claim,
+            worker=worker,
+            limit=limit,
+            lease_s=self.settings.lease_s,
+            now=self.clock(),
+            job_ids=list(job_ids) if job_ids is not None else None,
+        )
+        for job in jobs:
+            log_job("claimed", job, worker=worker.worker_id, waited_s=job.started_at - job.created_at)
+        return jobs
+
+    async def heartbeat(self, job_id: str, *, lease_id: str) -> Job:
+        return await self._call(
+            self.store.heartbeat, job_id, lease_id=lease_id, lease_s=self.settings.lease_s, now=self.clock()
+        )
+
+    async def complete(self, job_id: str, *, lease_id: str, result: JobResult) -> Job:
+        try:
+            job = await self._call(self.store.complete, job_id, lease_id=lease_id, result=result, now=self.clock())
+        except StaleLease:
+            log.warning("job=%s event=stale lease=%s: result of a late worker discarded", job_id, lease_id)
+            raise
+        log_job("completed", job, voice=job.voice_id, processing_s=job.processing_time, tokens=job.speech_tokens)
+        return job
+
+    async def fail(
+        self, job_id: str, *, lease_id: str, error: str, transient: bool, defer_s: float | None = None
+    ) -> Job:
+        job = await self._call(
+            self.store.fail,
+            job_id,
+            lease_id=lease_id,
+            error=error,
+            transient=transient,
+            now=self.clock(),
+            defer_s=defer_s,
+        )
+        event = "retry" if job.status is JobStatus.PENDING else "failed"
+        log_job(event, job, level=logging.WARNING, error=error,
+                retry_in_s=(job.next_attempt_at - self.clock()) if event == "retry" else None)
+        return job
+
+    async def expire_leases(self) -> list[Job]:
+        jobs = await self._call(self.store.expire_leases, now=self.clock())
+        for job in jobs:
+            log_job("expired", job, level=logging.WARNING, status=job.status.value)
+        return jobs
+
+    async def cancel(self, job_id: str) -> Job:
+        job = await self._call(self.store.cancel, job_id, now=self.clock())
+        log_job("cancelled", job)
+        return job
+
+    async def requeue(self, job_id: str) -> Job:
+        job = await self._call(self.store.requeue, job_id, now=self.clock())
+        log_job("requeued", job)
+        return job
+
+    async def reap_forever(self, interval_s: float) -> None:
+        """Return expired leases to the queue, forever. A store outage is logged and waited out."""
+        while True:
+            try:
+                await self.expire_leases()
+            except StoreUnavailable as err:
+                log.warning("lease reaper: job store unavailable: %s", err)
+            except Exception:
+                log.exception("lease reaper failed")
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,151 @@
+"""Settings from the seed's environment variables, with embedded defaults when unset.
+
+Nothing here opens a connection: `Settings` is a plain value that the app builder reads once
+on the driver and hands to every deployment, so all replicas agree on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENVIRONMENTS = ("development", "production")
+CHATTERBOX_MODES = ("local", "remote")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "voiceq"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # The seed's variables.
+    environment: str = "development"
+    convex_url: str | None = None
+    convex_deploy_key: str | None = field(default=None, repr=False)
+    s3_bucket: str | None = None
+    chatterbox_mode: str = "local"
+
+    # Where the embedded stores live.
+    data_dir: Path = field(default_factory=default_data_dir)
+
+    # S3-compatible storage (DigitalOcean Spaces, MinIO, AWS).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+
+    # The model.
+    chatterbox_ckpt_dir: Path | None = None
+    chatterbox_device: str = "auto"
+    max_speech_tokens: int = 1000
+
+    # The queue.
+    lease_s: float = 120.0
+    max_attempts: int = 3
+    max_batch_size: int = 8
+    batch_wait_s: float = 0.25
+    poll_interval_s: float = 1.0
+    dev_timeout_s: float = 600.0
+
+    # Uploads.
+    max_upload_bytes: int = 20 * 1024 * 1024
+    min_audio_s: float = 1.0
+    max_audio_s: float = 60.0
+    max_text_chars: int = 1000
+    max_name_chars: int = 100
+
+    # Inference replicas.
+    inference_replicas: int = 1
+    inference_num_cpus: float = 1.0
+
+    # Costs.
+    gpu_hourly_price: float = 1.99
+
+    def __post_init__(self) -> None:
+        if self.environment not in ENVIRONMENTS:
+            raise ValueError(f"ENVIRONMENT must be one of {ENVIRONMENTS}, not {self.environment!r}")
+        if self.chatterbox_mode not in CHATTERBOX_MODES:
+            raise ValueError(f"CHATTERBOX_MODE must be one of {CHATTERBOX_MODES}, not {self.chatterbox_mode!r}")
+        if self.max_speech_tokens < 1:
+            raise ValueError("VOICEQ_MAX_SPEECH_TOKENS must be at least 1")
+        if self.max_batch_size < 1:
+            raise ValueError("VOICEQ_MAX_BATCH_SIZE must be at least 1")
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.data_dir) / "jobs.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        return Path(self.data_dir) / "blobs"
+
+    @property
+    def job_store_kind(self) -> str:
+        return "convex" if self.convex_url else "sqlite"
+
+    @property
+    def storage_kind(self) -> str:
+        return "s3" if self.s3_bucket else "local"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(_ENV_NAMES.get(f.name, "VOICEQ_" + f.name.upper()))
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f, raw)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, value in overrides.items():
+            if name not in fields:
+                raise ValueError(f"unknown setting {name!r}")
+            if value is not None:
+                values[name] = _parse(fields[name], value) if isinstance(value, str) else value
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
+        if values.get("chatterbox_ckpt_dir") is not None:
+            values["chatterbox_ckpt_dir"] = Path(values["chatterbox_ckpt_dir"]).expanduser().resolve()
+        return cls(**values)
+
+
+# The seed's names, and the usual names of S3 settings; every other field is VOICEQ_<FIELD>.
+_ENV_NAMES = {
+    "environment": "ENVIRONMENT",
+    "convex_url": "CONVEX_URL",
+    "convex_deploy_key": "CONVEX_DEPLOY_KEY",
+    "s3_bucket": "S3_BUCKET",
+    "s3_endpoint_url": "S3_ENDPOINT_URL",
+    "s3_region": "S3_REGION",
+    "s3_prefix": "S3_PREFIX",
+    "chatterbox_mode": "CHATTERBOX_MODE",
+    "chatterbox_ckpt_dir": "CHATTERBOX_CKPT_DIR",
+    "chatterbox_device": "CHATTERBOX_DEVICE",
+    "data_dir": "VOICEQ_DATA_DIR",
+}
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    name = _ENV_NAMES.get(f.name, "VOICEQ_" + f.name.upper())
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("bool"):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+    except ValueError as err:
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.split(' ')[0]}") from err
+    return raw.strip()

@@ -1,0 +1,52 @@
+"""The blob storage interface. A local folder (embedded default) and S3 (production) implement it.
+
+Keys are made by voiceq from ids it generated (`uploads/<job_id>.wav`), never from user
+input; `check_key` still refuses anything that is not of that shape, as a second fence.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import BinaryIO, Protocol, runtime_checkable
+
+_KEY_RE = re.compile(r"^[a-z]+(/[A-Za-z0-9_-]+)+\.[a-z0-9]+$")
+
+
+def check_key(key: str) -> str:
+    if not _KEY_RE.match(key) or ".." in key:
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
+
+
+def upload_key(job_id: str) -> str:
+    return check_key(f"uploads/{job_id}.wav")
+
+
+def result_key(job_id: str, lease_id: str) -> str:
+    # One key per attempt: a late worker whose lease was taken over writes beside the
+    # winner's result, never over it.
+    return check_key(f"results/{job_id}-{lease_id}.mp3")
+
+
+def voice_key(voice_id: str) -> str:
+    return check_key(f"voices/{voice_id}.pt")
+
+
+@runtime_checkable
+class BlobStorage(Protocol):
+    """Raises `BlobNotFound` for a missing key and `StorageUnavailable` when the backend fails."""
+
+    def ping(self) -> None: ...
+
+    def put(self, key: str, data: bytes | BinaryIO, *, content_type: str) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def presigned_url(self, key: str, *, expires_s: int = 3600) -> str | None:
+        """A URL a client can fetch the blob from directly, or None when the backend has none
+        (the API then serves the blob itself)."""
+        ...

@@ -1,0 +1,279 @@
+"""Embedded job store: one SQLite file.
+
+Each job is a JSON document plus the columns that queries filter and sort on. Every change
+runs in a `BEGIN IMMEDIATE` transaction, which takes SQLite's write lock up front, so a claim
+in one process and a claim in another can never both read the same pending row. WAL mode
+lets readers (status polls) carry on while a claim writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from .. import jobs as transitions
+from ..errors import JobNotFound, StoreUnavailable
+from ..jobs import Job, JobResult, JobStatus, RetryPolicy, WorkerInfo
+from .base import JobStats
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    owner TEXT,
+    idempotency_key TEXT,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    lease_expires_at REAL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs (status, lease_expires_at);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency
+    ON jobs (owner, user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+"""
+
+_ACTIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
+
+
+class SQLiteJobStore:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        aging_s: float = 60.0,
+        busy_timeout_s: float = 10.0,
+    ) -> None:
+        self.path = Path(path)
+        self.retry = retry
+        self.aging_s = aging_s
+        self._busy_timeout_s = busy_timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    # --- connections ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # A connection per operation: cheap for SQLite, and safe from any thread.
+        try:
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+        except sqlite3.Error as err:
+            raise StoreUnavailable(f"cannot open job store {self.path}: {err}") from err
+        try:
+            yield conn
+        except sqlite3.OperationalError as err:
+            raise StoreUnavailable(f"job store {self.path}: {err}") from err
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _row_values(job: Job) -> tuple:
+        return (
+            job.job_id,
+            job.user_id,
+            job.owner,
+            job.idempotency_key,
+            job.status.value,
+            job.priority,
+            job.created_at,
+            job.next_attempt_at,
+            job.lease_expires_at,
+            json.dumps(job.to_dict()),
+        )
+
+    def _put(self, conn: sqlite3.Connection, job: Job) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO jobs (job_id, user_id, owner, idempotency_key, status, priority,"
+            " created_at, next_attempt_at, lease_expires_at, data) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            self._row_values(job),
+        )
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, job_id: str) -> Job:
+        row = conn.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return Job.from_dict(json.loads(row[0]))
+
+    def _update(self, job_id: str, change: Callable[[Job], Job]) -> Job:
+        with self._write() as conn:
+            job = change(self._load(conn, job_id))
+            self._put(conn, job)
+            return job
+
+    # --- JobStore -----------------------------------------------------------------------
+
+    def ping(self) -> None:
+        with self._connect() as conn:
+            conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+
+    def create(self, job: Job) -> Job:
+        with self._write() as conn:
+            if job.idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT data FROM jobs WHERE owner IS ? AND user_id = ? AND idempotency_key = ?",
+                    (job.owner, job.user_id, job.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    return Job.from_dict(json.loads(row[0]))
+            self._put(conn, job)
+            return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return Job.from_dict(json.loads(row[0])) if row else None
+
+    def claim(
+        self,
+        *,
+        worker: WorkerInfo,
+        limit: int,
+        lease_s: float,
+        now: float,
+        job_ids: Sequence[str] | None = None,
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        with self._write() as conn:
+            if job_ids is not None:
+                if not job_ids:
+                    return []
+                marks = ",".join("?" * len(job_ids))
+                rows = conn.execute(
+                    f"SELECT data FROM jobs WHERE job_id IN ({marks}) AND status = 'pending'",
+                    tuple(job_ids),
+                ).fetchall()
+            else:
+                # Aging: each `aging_s` seconds of waiting is worth one priority level.
+                rows = conn.execute(
+                    "SELECT data FROM jobs WHERE status = 'pending' AND next_attempt_at <= ?"
+                    " ORDER BY priority + (? - created_at) / ? DESC, created_at, job_id LIMIT ?",
+                    (now, now, self.aging_s, limit),
+                ).fetchall()
+            candidates = transitions.claim_order(
+                [Job.from_dict(json.loads(r[0])) for r in rows], now, self.aging_s
+            )[:limit]
+            claimed = [
+                transitions.claim(j, lease_id=uuid.uuid4().hex, lease_s=lease_s, worker=worker, now=now)
+                for j in candidates
+            ]
+            for job in claimed:
+                self._put(conn, job)
+            return claimed
+
+    def heartbeat(self, job_id: str, *, lease_id: str, lease_s: float, now: float) -> Job:
+        return self._update(job_id, lambda j: transitions.heartbeat(j, lease_id=lease_id, lease_s=lease_s, now=now))
+
+    def complete(self, job_id: str, *, lease_id: str, result: JobResult, now: float) -> Job:
+        return self._update(job_id, lambda j: transitions.complete(j, lease_id=lease_id, result=result, now=now))
+
+    def fail(
+        self,
+        job_id: str,
+        *,
+        lease_id: str,
+        error: str,
+        transient: bool,
+        now: float,
+        defer_s: float | None = None,
+    ) -> Job:
+        return self._update(
+            job_id,
+            lambda j: transitions.fail(
+                j, lease_id=lease_id, error=error, transient=transient, retry=self.retry, now=now, defer_s=defer_s
+            ),
+        )
+
+    def expire_leases(self, *, now: float) -> list[Job]:
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT data FROM jobs WHERE status = 'processing' AND lease_expires_at < ?", (now,)
+            ).fetchall()
+            expired = [transitions.expire(Job.from_dict(json.loads(r[0])), retry=self.retry, now=now) for r in rows]
+            for job in expired:
+                self._put(conn, job)
+            return expired
+
+    def cancel(self, job_id: str, *, now: float) -> Job:
+        return self._update(job_id, lambda j: transitions.cancel(j, now=now))
+
+    def requeue(self, job_id: str, *, now: float) -> Job:
+        return self._update(job_id, lambda j: transitions.requeue(j, now=now))
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if user_id is not None:
+            clauses.append("user_id = ?")
+            params.append(user_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        # Pending jobs are listed oldest first (queue order); everything else newest first.
+        order = "created_at ASC" if status is JobStatus.PENDING else "created_at DESC"
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT data FROM jobs {where} ORDER BY {order} LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [Job.from_dict(json.loads(r[0])) for r in rows]
+
+    def count_active(self, *, user_id: str | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE status IN (?, ?)"
+        params: tuple = _ACTIVE
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params = (*params, user_id)
+        with self._connect() as conn:
+            return int(conn.execute(sql, params).fetchone()[0])
+
+    def stats(self, *, user_id: str | None = None) -> JobStats:
+        where, params = ("WHERE user_id = ?", (user_id,)) if user_id is not None else ("", ())
+        with self._connect() as conn:
+            counts = dict(conn.execute(f"SELECT status, COUNT(*) FROM jobs {where} GROUP BY status", params).fetchall())
+            done_where = f"{where} {'AND' if where else 'WHERE'} status = 'completed'"
+            n_done, total_time, audio_s = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(json_extract(data, '$.processing_time')), 0),"
+                f" COALESCE(SUM(json_extract(data, '$.result_seconds')), 0) FROM jobs {done_where}",
+                params,
+            ).fetchone()
+            pending_where = f"{where} {'AND' if where else 'WHERE'} status = 'pending'"
+            (oldest,) = conn.execute(f"SELECT MIN(created_at) FROM jobs {pending_where}", params).fetchone()
+        by_status = {s.value: int(counts.get(s.value, 0)) for s in JobStatus}
+        return JobStats(
+            total=sum(by_status.values()),
+            by_status=by_status,
+            avg_processing_time=(total_time / n_done) if n_done else None,
+            total_processing_time=float(total_time),
+            oldest_pending_created_at=oldest,
+            audio_seconds_generated=float(audio_s),
+            user_id=user_id,
+        )

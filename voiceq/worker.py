@@ -1,0 +1,294 @@
+"""The inference worker: claim a batch of jobs, run them through the engine, record outcomes.
+
+    claim (atomic, in the store) ─▶ renew leases while working ─▶ engine.synthesize(batch)
+        ─▶ per job: store voice + MP3, then complete │ or fail (retry with backoff / give up)
+
+A job that fails fails alone. Finalization is shielded from cancellation, so a replica being
+shut down mid-batch either records an outcome or leaves the lease to expire, never half of
+one. A worker that finds its lease gone (expired and re-claimed, or cancelled) drops its
+result instead of overwriting the newer state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from .audio import from_wav, to_mp3
+from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
+from .errors import BlobNotFound, InvalidInput, JobFailed, StaleLease, StorageUnavailable
+from .jobs import Job, JobResult, WorkerInfo, new_voice_id
+from .storage import BlobStorage, result_key, voice_key
+
+log = logging.getLogger("voiceq.worker")
+
+
+class JobsApi(Protocol):
+    """What a worker needs from bookkeeping. `JobManager` provides it in-process; the
+    inference deployment provides it over a Serve handle."""
+
+    async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]: ...
+
+    async def heartbeat(self, job_id: str, *, lease_id: str) -> Job: ...
+
+    async def complete(self, job_id: str, *, lease_id: str, result: JobResult) -> Job: ...
+
+    async def fail(
+        self, job_id: str, *, lease_id: str, error: str, transient: bool, defer_s: float | None = None
+    ) -> Job: ...
+
+
+@dataclass(frozen=True)
+class Produced:
+    """What the engine made for one job, already in storage, waiting to be recorded."""
+
+    voice_id: str
+    voice_key: str
+    result_key: str
+    speech_tokens: int
+    audio_seconds: float
+    new_voice: bool
+
+
+def classify(err: BaseException) -> JobFailed:
+    """Which failures can pass (retry) and which cannot (fail now)."""
+    if isinstance(err, JobFailed):
+        return err
+    if isinstance(err, BlobNotFound):
+        return JobFailed(f"input missing from storage: {err}", transient=False)
+    if isinstance(err, InvalidInput):
+        return JobFailed(err.message, transient=False)
+    if isinstance(err, StorageUnavailable):
+        return JobFailed(f"storage unavailable: {err}", transient=True)
+    if isinstance(err, (ValueError, TypeError)):
+        return JobFailed(f"{type(err).__name__}: {err}", transient=False)
+    return JobFailed(f"{type(err).__name__}: {err}", transient=True)
+
+
+class VoiceCache:
+    """Prepared voices by id: memory first (LRU), then storage."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, voice_id: str) -> Any | None:
+        voice = self._items.get(voice_id)
+        if voice is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(voice_id)
+        return voice
+
+    def put(self, voice_id: str, voice: Any) -> None:
+        self._items[voice_id] = voice
+        self._items.move_to_end(voice_id)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+
+def generation_params(job: Job) -> GenerationParams:
+    raw = dict(job.extra.get("params") or {})
+    known = set(GenerationParams.__dataclass_fields__)
+    return GenerationParams(**{k: v for k, v in raw.items() if k in known})
+
+
+class Worker:
+    def __init__(
+        self,
+        jobs: JobsApi,
+        storage: BlobStorage,
+        engine: Engine,
+        *,
+        worker: WorkerInfo,
+        max_batch_size: int = 8,
+        heartbeat_s: float = 20.0,
+        poll_interval_s: float = 1.0,
+        voice_cache: VoiceCache | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.storage = storage
+        self.engine = engine
+        self.worker = worker
+        self.max_batch_size = max_batch_size
+        self.heartbeat_s = heartbeat_s
+        self.poll_interval_s = poll_interval_s
+        self.voices = voice_cache or VoiceCache()
+        # The engine holds one model; batches take turns on it.
+        self._engine_turn = asyncio.Lock()
+        self._stopping = False
+        self.batches_run = 0
+        self.last_batch_size = 0
+
+    # --- loops --------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        while not self._stopping:
+            try:
+                n = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker loop: claim or batch failed; backing off")
+                n = 0
+            if n == 0:
+                await asyncio.sleep(self.poll_interval_s)
+
+    async def stop(self, *, timeout_s: float) -> None:
+        """Claim nothing more and wait (up to `timeout_s`) for the batch in hand to be recorded."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._engine_turn.acquire(), timeout=timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("worker stopped with a batch in flight; its leases will expire")
+
+    async def run_once(self) -> int:
+        async with self._engine_turn:
+            if self._stopping:
+                return 0
+            batch = await self.jobs.claim(self.worker, limit=self.max_batch_size)
+            if batch:
+                await self.process(batch)
+            return len(batch)
+
+    async def run_ids(self, job_ids: Sequence[str]) -> list[str]:
+        """Process these jobs now if they are still pending (development mode's direct path).
+        Returns the ids this call claimed; others were already taken by someone else."""
+        async with self._engine_turn:
+            batch = await self.jobs.claim(self.worker, limit=len(job_ids), job_ids=job_ids)
+            if batch:
+                await self.process(batch)
+            return [j.job_id for j in batch]
+
+    # --- one batch ----------------------------------------------------------------------
+
+    async def process(self, batch: list[Job]) -> None:
+        lost: set[str] = set()
+        beat = asyncio.create_task(self._renew_leases(batch, lost))
+        started = time.perf_counter()
+        try:
+            outcomes = await asyncio.to_thread(self._produce, batch)
+        except BaseException as err:  # the whole batch failed before per-job outcomes existed
+            outcomes = [err] * len(batch)
+            if isinstance(err, asyncio.CancelledError):
+                beat.cancel()
+                raise
+        finally:
+            beat.cancel()
+        elapsed = time.perf_counter() - started
+        self.batches_run += 1
+        self.last_batch_size = len(batch)
+        await asyncio.shield(self._finalize(batch, outcomes, elapsed, lost))
+
+    async def _renew_leases(self, batch: list[Job], lost: set[str]) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            for job in batch:
+                if job.job_id in lost:
+                    continue
+                try:
+                    await self.jobs.heartbeat(job.job_id, lease_id=job.lease_id or "")
+                except StaleLease:
+                    lost.add(job.job_id)
+                    log.warning("job=%s event=stale: lease lost while running (cancelled or taken over)", job.job_id)
+                except Exception as err:  # a store hiccup: try again next beat
+                    log.warning("job=%s heartbeat failed: %s", job.job_id, err)
+
+    async def _finalize(
+        self, batch: list[Job], outcomes: list[Produced | BaseException], elapsed: float, lost: set[str]
+    ) -> None:
+        for job, outcome in zip(batch, outcomes):
+            lease = job.lease_id or ""
+            try:
+                if job.job_id in lost:
+                    raise StaleLease(job.job_id)
+                if isinstance(outcome, BaseException):
+                    failure = classify(outcome)
+                    await self.jobs.fail(
+                        job.job_id, lease_id=lease, error=failure.message, transient=failure.transient,
+                        defer_s=failure.defer_s,
+                    )
+                    continue
+                result = JobResult(
+                    voice_id=outcome.voice_id,
+                    voice_key=outcome.voice_key,
+                    result_key=outcome.result_key,
+                    speech_tokens=outcome.speech_tokens,
+                    audio_seconds=outcome.audio_seconds,
+                    processing_time=round(elapsed, 3),
+                )
+                await self.jobs.complete(job.job_id, lease_id=lease, result=result)
+            except StaleLease:
+                if isinstance(outcome, Produced):
+                    keys = [outcome.result_key] + ([outcome.voice_key] if outcome.new_voice else [])
+                    await asyncio.to_thread(self._delete, keys)
+            except Exception:
+                # Bookkeeping unreachable: the lease will expire and the job will run again.
+                log.exception("job=%s could not record its outcome; its lease will expire", job.job_id)
+
+    def _delete(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.storage.delete(key)
+            except Exception:
+                log.warning("could not remove %s of a discarded result", key)
+
+    # --- the engine side (runs in a thread) -----------------------------------------------
+
+    def _voice_for(self, job: Job) -> tuple[str, Any, bool]:
+        if job.voice_id:  # a known voice: memory, then storage
+            voice = self.voices.get(job.voice_id)
+            if voice is None:
+                voice = self.engine.voice_from_bytes(self.storage.get(voice_key(job.voice_id)))
+                self.voices.put(job.voice_id, voice)
+            return job.voice_id, voice, False
+        clip = from_wav(self.storage.get(job.audio_key))
+        voice = self.engine.prepare_voice(clip)
+        voice_id = new_voice_id()
+        self.storage.put(voice_key(voice_id), self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
+        self.voices.put(voice_id, voice)
+        return voice_id, voice, True
+
+    def _produce(self, batch: list[Job]) -> list[Produced | BaseException]:
+        outcomes: list[Produced | BaseException] = [RuntimeError("not run")] * len(batch)
+        requests: list[SynthesisRequest] = []
+        slots: list[tuple[int, str, bool]] = []
+        for i, job in enumerate(batch):
+            try:
+                voice_id, voice, new = self._voice_for(job)
+                requests.append(SynthesisRequest(job.job_id, voice, job.sample_text, generation_params(job)))
+                slots.append((i, voice_id, new))
+            except Exception as err:
+                outcomes[i] = err
+        synthesized = self.engine.synthesize(requests) if requests else []
+        for (i, voice_id, new), out in zip(slots, synthesized):
+            job = batch[i]
+            if isinstance(out, BaseException):
+                outcomes[i] = out
+                if new:  # a retry prepares the voice again under a new id
+                    self._delete([voice_key(voice_id)])
+                continue
+            try:
+                outcomes[i] = self._store_result(job, voice_id, new, out)
+            except Exception as err:
+                outcomes[i] = err
+        return outcomes
+
+    def _store_result(self, job: Job, voice_id: str, new_voice: bool, out: Synthesis) -> Produced:
+        key = result_key(job.job_id, job.lease_id or "nolease")
+        self.storage.put(key, to_mp3(out.clip), content_type="audio/mpeg")
+        return Produced(
+            voice_id=voice_id,
+            voice_key=voice_key(voice_id),
+            result_key=key,
+            speech_tokens=out.speech_tokens,
+            audio_seconds=round(out.seconds, 3),
+            new_voice=new_voice,
+        )
