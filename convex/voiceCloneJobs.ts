@@ -1,0 +1,403 @@
+// voiceCloneJobs: the job queue's records in Convex.
+//
+// Public queries (the seed's, for frontends that watch jobs in real time) return a public
+// view of each job: no lease ids, owners, idempotency keys or callback URLs. Everything that
+// changes a job is an internal function: only the voiceq service, holding the deploy key,
+// calls them (through convex_client.store.ConvexJobStore). Every mutation applies exactly one
+// transition of voiceq/jobs.py (see model/transitions.ts) inside Convex's serializable
+// transaction, so two claimers can never receive the same job.
+//
+// `now` is always an argument: the service's clock decides, as with the SQLite store, and
+// tests control time.
+
+import { v } from "convex/values";
+import type { Doc } from "./_generated/dataModel";
+import { internalMutation, internalQuery, query } from "./_generated/server";
+import type { MutationCtx, QueryCtx } from "./_generated/server";
+import { ALL_SCOPE, readCounts, recordTransition, userScope } from "./model/counts";
+import * as t from "./model/transitions";
+import { jobObject, jobResult, retryPolicy } from "./model/transitions";
+import { jobStatus, workerInfo } from "./schema";
+import type { Job, JobStatus } from "./model/transitions";
+
+// Bumped when the functions' arguments or results change; the Python store checks it on ping
+// so an outdated deployment is reported as "run npx convex deploy" rather than odd failures.
+const FUNCTIONS_VERSION = 1;
+
+const STATUSES: JobStatus[] = ["pending", "processing", "completed", "failed", "cancelled"];
+const MAX_LIST = 1000;
+const MAX_CLAIM = 256;
+const EXPIRE_BATCH = 256;
+
+// --- documents --------------------------------------------------------------------------
+
+function toJob(doc: Doc<"voiceCloneJobs">): Job {
+  const { _id, _creationTime, ...job } = doc;
+  return job;
+}
+
+async function loadDoc(ctx: QueryCtx, jobId: string): Promise<Doc<"voiceCloneJobs"> | null> {
+  return await ctx.db
+    .query("voiceCloneJobs")
+    .withIndex("by_jobId", (q) => q.eq("jobId", jobId))
+    .unique();
+}
+
+async function write(ctx: MutationCtx, doc: Doc<"voiceCloneJobs">, next: Job): Promise<Job> {
+  await ctx.db.replace(doc._id, next);
+  await recordTransition(ctx, toJob(doc), next);
+  return next;
+}
+
+/** Load a job, apply one transition, write it back: one atomic step. */
+async function update(ctx: MutationCtx, jobId: string, change: (job: Job) => Job): Promise<Job> {
+  const doc = await loadDoc(ctx, jobId);
+  if (doc === null) {
+    throw t.notFound(jobId);
+  }
+  return await write(ctx, doc, change(toJob(doc)));
+}
+
+function newLeaseId(): string {
+  return crypto.randomUUID().replace(/-/g, "");
+}
+
+function checkLimit(name: string, value: number, max: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new Error(`${name} must be an integer from 0 to ${max}, not ${value}`);
+  }
+  return value;
+}
+
+/** What anyone may see about a job: the seed's fields and its progress. */
+function publicView(job: Job) {
+  return {
+    jobId: job.jobId,
+    userId: job.userId,
+    status: job.status,
+    voiceName: job.voiceName,
+    audioFileUrl: job.audioFileUrl,
+    voiceId: job.voiceId,
+    resultUrl: job.resultUrl,
+    workerInfo:
+      job.workerInfo === undefined
+        ? undefined
+        : {
+            environment: job.workerInfo.environment,
+            gpuType: job.workerInfo.gpuType,
+            dropletId: job.workerInfo.dropletId,
+          },
+    error: job.error,
+    createdAt: job.createdAt,
+    startedAt: job.startedAt,
+    completedAt: job.completedAt,
+    updatedAt: job.updatedAt,
+    processingTime: job.processingTime,
+    priority: job.priority,
+    attempts: job.attempts,
+    maxAttempts: job.maxAttempts,
+  };
+}
+
+// --- the seed's public queries ------------------------------------------------------------
+
+/** Pending jobs in the order they were submitted. */
+export const getPendingJobs = query({
+  args: { limit: v.optional(v.number()) },
+  handler: async (ctx, args) => {
+    const limit = checkLimit("limit", args.limit ?? 10, MAX_LIST);
+    const docs = await ctx.db
+      .query("voiceCloneJobs")
+      .withIndex("by_status_createdAt", (q) => q.eq("status", "pending"))
+      .order("asc")
+      .take(limit);
+    return docs.map((d) => publicView(toJob(d)));
+  },
+});
+
+/** A user's jobs, newest first. */
+export const getUserJobs = query({
+  args: { userId: v.string(), limit: v.optional(v.number()) },
+  handler: async (ctx, args) => {
+    const limit = checkLimit("limit", args.limit ?? 50, MAX_LIST);
+    const docs = await ctx.db
+      .query("voiceCloneJobs")
+      .withIndex("by_userId_createdAt", (q) => q.eq("userId", args.userId))
+      .order("desc")
+      .take(limit);
+    return docs.map((d) => publicView(toJob(d)));
+  },
+});
+
+/** One job's status, for a frontend that subscribes to it. Job ids are unguessable UUIDs. */
+export const getJobStatus = query({
+  args: { jobId: v.string() },
+  handler: async (ctx, args) => {
+    const doc = await loadDoc(ctx, args.jobId);
+    return doc === null ? null : publicView(toJob(doc));
+  },
+});
+
+/** Totals by status and processing time, for everyone or for one user. */
+export const getStats = query({
+  args: { userId: v.optional(v.string()) },
+  handler: async (ctx, args) => {
+    const counts = await readCounts(ctx, args.userId === undefined ? ALL_SCOPE : userScope(args.userId));
+    const byStatus = Object.fromEntries(STATUSES.map((s) => [s, counts.get(s)?.count ?? 0])) as Record<
+      JobStatus,
+      number
+    >;
+    const completed = counts.get("completed");
+    const oldestPending =
+      args.userId === undefined
+        ? await ctx.db
+            .query("voiceCloneJobs")
+            .withIndex("by_status_createdAt", (q) => q.eq("status", "pending"))
+            .order("asc")
+            .first()
+        : await ctx.db
+            .query("voiceCloneJobs")
+            .withIndex("by_userId_status", (q) => q.eq("userId", args.userId!).eq("status", "pending"))
+            .order("asc")
+            .first();
+    return {
+      userId: args.userId ?? null,
+      total: STATUSES.reduce((sum, s) => sum + byStatus[s], 0),
+      byStatus,
+      ...byStatus,
+      avgProcessingTime: completed && completed.count > 0 ? completed.processingTime / completed.count : null,
+      totalProcessingTime: completed?.processingTime ?? 0,
+      audioSecondsGenerated: completed?.resultSeconds ?? 0,
+      oldestPendingCreatedAt: oldestPending?.createdAt ?? null,
+    };
+  },
+});
+
+// --- the job store's functions (internal: deploy key only) ---------------------------------
+
+export const ping = internalQuery({
+  args: {},
+  handler: async (ctx) => {
+    await ctx.db.query("voiceCloneJobs").first();
+    return { ok: true, functionsVersion: FUNCTIONS_VERSION };
+  },
+});
+
+/** Insert a job. A repeated call for the same jobId, or a job with the same
+ * (owner, userId, idempotencyKey) as an existing one, returns the existing job instead. */
+export const createJob = internalMutation({
+  args: { job: jobObject },
+  handler: async (ctx, { job }) => {
+    const sameId = await loadDoc(ctx, job.jobId);
+    if (sameId !== null) {
+      return toJob(sameId);
+    }
+    if (job.idempotencyKey !== undefined) {
+      const replay = await ctx.db
+        .query("voiceCloneJobs")
+        .withIndex("by_idempotency", (q) =>
+          q.eq("owner", job.owner).eq("userId", job.userId).eq("idempotencyKey", job.idempotencyKey),
+        )
+        .first();
+      if (replay !== null) {
+        return toJob(replay);
+      }
+    }
+    await ctx.db.insert("voiceCloneJobs", job);
+    await recordTransition(ctx, null, job);
+    return job;
+  },
+});
+
+export const getJob = internalQuery({
+  args: { jobId: v.string() },
+  handler: async (ctx, args) => {
+    const doc = await loadDoc(ctx, args.jobId);
+    return doc === null ? null : toJob(doc);
+  },
+});
+
+/** The `limit` best claimable jobs in claim order (priority with aging, then age, then id).
+ *
+ * Within one priority level claim order is plain age order, so the best `limit` overall are
+ * among the first `limit` claimable jobs of each level: walk the levels (at most 21) through
+ * the index, oldest first, instead of reading the whole queue. */
+async function bestClaimable(
+  ctx: QueryCtx,
+  limit: number,
+  now: number,
+  agingS: number,
+): Promise<Doc<"voiceCloneJobs">[]> {
+  const candidates: Doc<"voiceCloneJobs">[] = [];
+  let below: number | undefined = undefined;
+  for (;;) {
+    const bound: number | undefined = below;
+    const top: Doc<"voiceCloneJobs"> | null = await ctx.db
+      .query("voiceCloneJobs")
+      .withIndex("by_status_priority", (q) =>
+        bound === undefined ? q.eq("status", "pending") : q.eq("status", "pending").lt("priority", bound),
+      )
+      .order("desc")
+      .first();
+    if (top === null) {
+      break;
+    }
+    const level: number = top.priority;
+    let taken = 0;
+    for await (const doc of ctx.db
+      .query("voiceCloneJobs")
+      .withIndex("by_status_priority", (q) => q.eq("status", "pending").eq("priority", level))
+      .order("asc")) {
+      if (taken >= limit) {
+        break;
+      }
+      if (t.isClaimable(doc, now)) {
+        candidates.push(doc);
+        taken += 1;
+      }
+    }
+    below = level;
+  }
+  return t.claimOrder(candidates, now, agingS).slice(0, limit);
+}
+
+/** Atomically move up to `limit` claimable jobs (or those of `jobIds` that are claimable) to
+ * processing, each under a fresh lease. */
+export const claimJobs = internalMutation({
+  args: {
+    worker: workerInfo,
+    limit: v.number(),
+    leaseS: v.number(),
+    now: v.number(),
+    agingS: v.optional(v.number()),
+    jobIds: v.optional(v.array(v.string())),
+  },
+  handler: async (ctx, args) => {
+    const limit = checkLimit("limit", args.limit, MAX_CLAIM);
+    const agingS = args.agingS ?? t.DEFAULT_AGING_S;
+    if (!(agingS > 0)) {
+      throw new Error(`agingS must be positive, not ${agingS}`);
+    }
+    if (limit === 0 || (args.jobIds !== undefined && args.jobIds.length === 0)) {
+      return [];
+    }
+    let chosen: Doc<"voiceCloneJobs">[];
+    if (args.jobIds !== undefined) {
+      const docs: Doc<"voiceCloneJobs">[] = [];
+      for (const jobId of new Set<string>(args.jobIds)) {
+        const doc = await loadDoc(ctx, jobId);
+        if (doc !== null && doc.status === "pending") {
+          docs.push(doc);
+        }
+      }
+      chosen = t.claimOrder(docs, args.now, agingS).slice(0, limit);
+    } else {
+      chosen = await bestClaimable(ctx, limit, args.now, agingS);
+    }
+    const claimed: Job[] = [];
+    for (const doc of chosen) {
+      const next = t.claim(toJob(doc), {
+        leaseId: newLeaseId(),
+        leaseS: args.leaseS,
+        worker: args.worker,
+        now: args.now,
+      });
+      claimed.push(await write(ctx, doc, next));
+    }
+    return claimed;
+  },
+});
+
+export const heartbeatJob = internalMutation({
+  args: { jobId: v.string(), leaseId: v.string(), leaseS: v.number(), now: v.number() },
+  handler: async (ctx, args) => await update(ctx, args.jobId, (job) => t.heartbeat(job, args)),
+});
+
+export const completeJob = internalMutation({
+  args: { jobId: v.string(), leaseId: v.string(), result: jobResult, now: v.number() },
+  handler: async (ctx, args) => await update(ctx, args.jobId, (job) => t.complete(job, args)),
+});
+
+export const failJob = internalMutation({
+  args: {
+    jobId: v.string(),
+    leaseId: v.string(),
+    error: v.string(),
+    transient: v.boolean(),
+    now: v.number(),
+    deferS: v.optional(v.number()),
+    retry: v.optional(retryPolicy),
+  },
+  handler: async (ctx, args) =>
+    await update(ctx, args.jobId, (job) =>
+      t.fail(job, {
+        leaseId: args.leaseId,
+        error: args.error,
+        transient: args.transient,
+        now: args.now,
+        deferS: args.deferS,
+        retry: args.retry ?? t.DEFAULT_RETRY,
+      }),
+    ),
+});
+
+/** Return up to `limit` jobs whose lease ran out to the queue (or fail those whose attempts
+ * are used up). Callers repeat while a full batch comes back. */
+export const expireLeases = internalMutation({
+  args: { now: v.number(), retry: v.optional(retryPolicy), limit: v.optional(v.number()) },
+  handler: async (ctx, args) => {
+    const limit = checkLimit("limit", args.limit ?? EXPIRE_BATCH, MAX_LIST);
+    const docs = await ctx.db
+      .query("voiceCloneJobs")
+      .withIndex("by_status_leaseExpiresAt", (q) => q.eq("status", "processing").lt("leaseExpiresAt", args.now))
+      .take(limit);
+    const expired: Job[] = [];
+    for (const doc of docs) {
+      const job = toJob(doc);
+      if (t.leaseExpired(job, args.now)) {
+        expired.push(await write(ctx, doc, t.expire(job, { retry: args.retry ?? t.DEFAULT_RETRY, now: args.now })));
+      }
+    }
+    return expired;
+  },
+});
+
+export const cancelJob = internalMutation({
+  args: { jobId: v.string(), now: v.number() },
+  handler: async (ctx, args) => await update(ctx, args.jobId, (job) => t.cancel(job, args)),
+});
+
+export const requeueJob = internalMutation({
+  args: { jobId: v.string(), now: v.number() },
+  handler: async (ctx, args) => await update(ctx, args.jobId, (job) => t.requeue(job, args)),
+});
+
+/** Pending jobs oldest first (queue order); any other listing newest first. */
+export const listJobs = internalQuery({
+  args: { status: v.optional(jobStatus), userId: v.optional(v.string()), limit: v.optional(v.number()) },
+  handler: async (ctx, args) => {
+    const limit = checkLimit("limit", args.limit ?? 50, MAX_LIST);
+    const order = args.status === "pending" ? "asc" : "desc";
+    const { status, userId } = args;
+    const table = ctx.db.query("voiceCloneJobs");
+    const indexed =
+      status !== undefined && userId !== undefined
+        ? table.withIndex("by_userId_status", (q) => q.eq("userId", userId).eq("status", status))
+        : status !== undefined
+          ? table.withIndex("by_status_createdAt", (q) => q.eq("status", status))
+          : userId !== undefined
+            ? table.withIndex("by_userId_createdAt", (q) => q.eq("userId", userId))
+            : table.withIndex("by_createdAt");
+    const docs = await indexed.order(order).take(limit);
+    return docs.map(toJob);
+  },
+});
+
+/** Jobs pending or processing (backpressure), from the running totals. */
+export const countActive = internalQuery({
+  args: { userId: v.optional(v.string()) },
+  handler: async (ctx, args) => {
+    const counts = await readCounts(ctx, args.userId === undefined ? ALL_SCOPE : userScope(args.userId));
+    return (counts.get("pending")?.count ?? 0) + (counts.get("processing")?.count ?? 0);
+  },
+});
