@@ -80,7 +80,7 @@ async def clone(request: Request) -> Response:
     backend = _backend(request)
     settings = backend.settings
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
+    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise InvalidInput("expected a multipart/form-data body with audio_file, user_id and voice_name",
                            status_code=415)
     try:
