@@ -13,7 +13,8 @@ from .store import JobStore
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(max_attempts=settings.max_attempts)
+    return RetryPolicy(max_attempts=settings.max_attempts, base_delay_s=settings.retry_base_s,
+                       max_delay_s=settings.retry_max_s)
 
 
 def open_job_store(settings: Settings) -> JobStore:

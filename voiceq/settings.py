@@ -46,6 +46,8 @@ class Settings:
     # The queue.
     lease_s: float = 120.0
     max_attempts: int = 3
+    retry_base_s: float = 2.0  # backoff before a failed job's next attempt doubles from here
+    retry_max_s: float = 300.0
     max_batch_size: int = 8
     batch_wait_s: float = 0.25
     poll_interval_s: float = 1.0
