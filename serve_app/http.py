@@ -213,7 +213,11 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         return JSONResponse(responses.error("Audio storage not reachable: try again shortly"), status_code=503,
                             headers={"Retry-After": "5"})
     if isinstance(exc, HTTPException):
-        return JSONResponse(responses.error(exc.detail), status_code=exc.status_code)
+        message = {
+            404: f"no such endpoint: {request.method} {request.url.path}",
+            405: f"method {request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
+        return JSONResponse(responses.error(message), status_code=exc.status_code, headers=exc.headers)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(responses.error("internal error"), status_code=500)
 
