@@ -20,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from voiceq.connections import open_blob_storage
 from voiceq.engine import Engine
 from voiceq.jobs import WorkerInfo
+from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
 from voiceq.worker import Worker
 
@@ -41,6 +42,7 @@ def default_engine_factory(settings: Settings) -> Engine:
 class InferenceDeployment:
     async def __init__(self, settings: Settings, jobs: DeploymentHandle,
                        engine_factory: EngineFactory | None = None) -> None:
+        configure_logging()
         self.settings = settings
         factory = engine_factory or default_engine_factory
         engine = await asyncio.to_thread(factory, settings)

@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from serve_app.http import create_http_app
 from voiceq.jobs import Job, JobStatus
 from voiceq.manager import Submission
+from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
 from voiceq.store import JobStats
 
@@ -82,5 +83,6 @@ def _build_http_app() -> Starlette:
 @serve.ingress(_build_http_app)
 class IngressDeployment:
     def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:
+        configure_logging()
         self.backend = ServeBackend(settings, jobs, inference)
         _offer(self.backend)

@@ -10,6 +10,7 @@ from ray import serve
 
 from voiceq.connections import open_blob_storage, open_job_store
 from voiceq.manager import JobManager
+from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
 
 log = logging.getLogger("voiceq.deployments")
@@ -21,9 +22,12 @@ log = logging.getLogger("voiceq.deployments")
     max_ongoing_requests=256,
     ray_actor_options={"num_cpus": 0},
     health_check_period_s=5,
+    # Workers poll `claim` every second: access lines for those would drown the job log lines.
+    logging_config={"enable_access_log": False},
 )
 class JobManagerDeployment(JobManager):
     async def __init__(self, settings: Settings) -> None:
+        configure_logging()
         super().__init__(open_job_store(settings), open_blob_storage(settings), settings)
         # Several reaps per lease period, so a lost worker's jobs wait at most about a lease.
         interval = max(0.5, min(10.0, settings.lease_s / 4))

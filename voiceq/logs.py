@@ -32,3 +32,15 @@ def job_line(event: str, job: Job, **fields: Any) -> str:
 
 def log_job(event: str, job: Job, *, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, job_line(event, job, **fields))
+
+
+def configure(level: int = logging.INFO) -> None:
+    """Make voiceq's own lines visible in a process (a Serve replica) whose root logger only
+    passes warnings."""
+    logger = logging.getLogger("voiceq")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
