@@ -20,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from voiceq.connections import open_blob_storage
 from voiceq.engine import Engine
 from voiceq.jobs import WorkerInfo
+from voiceq.metrics import Metrics
 from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
 from voiceq.worker import Worker
@@ -62,6 +63,7 @@ class InferenceDeployment:
             max_batch_size=settings.max_batch_size,
             heartbeat_s=max(0.5, settings.lease_s / 3),
             poll_interval_s=settings.poll_interval_s,
+            metrics=Metrics(),
         )
         self.run.set_max_batch_size(settings.max_batch_size)
         self.run.set_batch_wait_timeout_s(settings.batch_wait_s)

@@ -10,6 +10,7 @@ from ray import serve
 
 from voiceq.connections import open_blob_storage, open_job_store
 from voiceq.manager import JobManager
+from voiceq.metrics import Metrics
 from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
 
@@ -28,7 +29,7 @@ log = logging.getLogger("voiceq.deployments")
 class JobManagerDeployment(JobManager):
     async def __init__(self, settings: Settings) -> None:
         configure_logging()
-        super().__init__(open_job_store(settings), open_blob_storage(settings), settings)
+        super().__init__(open_job_store(settings), open_blob_storage(settings), settings, metrics=Metrics())
         # Several reaps per lease period, so a lost worker's jobs wait at most about a lease.
         interval = max(0.5, min(10.0, settings.lease_s / 4))
         self._reaper = asyncio.get_running_loop().create_task(self.reap_forever(interval))

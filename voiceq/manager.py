@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from .errors import BlobNotFound, JobNotFound, QueueFull, StaleLease, StoreUnavailable, VoiceNotFound
 from .jobs import Job, JobResult, JobStatus, WorkerInfo, new_job, new_job_id
 from .logs import log_job
+from .metrics import Metrics, failure_reason
 from .settings import Settings
 from .storage import BlobStorage, upload_key, voice_key
 from .store import JobStats, JobStore
@@ -50,11 +51,13 @@ class JobManager:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics or Metrics(enabled=False)
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # Store and storage clients are blocking; keep the replica's event loop free.
@@ -104,6 +107,7 @@ class JobManager:
             log_job("replayed", stored, idempotency_key=sub.idempotency_key)
             return stored
         log_job("submitted", stored, priority=stored.priority or None)
+        self.metrics.submitted(self.settings.environment)
         return stored
 
     async def _delete_quietly(self, key: str) -> None:
@@ -174,7 +178,9 @@ class JobManager:
             job_ids=list(job_ids) if job_ids is not None else None,
         )
         for job in jobs:
-            log_job("claimed", job, worker=worker.worker_id, waited_s=job.started_at - job.created_at)
+            waited = (job.started_at or job.created_at) - job.created_at
+            log_job("claimed", job, worker=worker.worker_id, waited_s=waited)
+            self.metrics.claimed(waited)
         return jobs
 
     async def heartbeat(self, job_id: str, *, lease_id: str) -> Job:
@@ -189,6 +195,9 @@ class JobManager:
             log.warning("job=%s event=stale lease=%s: result of a late worker discarded", job_id, lease_id)
             raise
         log_job("completed", job, voice=job.voice_id, processing_s=job.processing_time, tokens=job.speech_tokens)
+        self.metrics.completed(processing_s=job.processing_time or 0.0, speech_tokens=job.speech_tokens or 0,
+                               audio_s=job.result_seconds or 0.0,
+                               gpu_type=job.worker_info.gpu_type if job.worker_info else "unknown")
         return job
 
     async def fail(
@@ -206,13 +215,21 @@ class JobManager:
         event = "retry" if job.status is JobStatus.PENDING else "failed"
         log_job(event, job, level=logging.WARNING, error=error,
                 retry_in_s=(job.next_attempt_at - self.clock()) if event == "retry" else None)
+        self.metrics.failed(failure_reason(error), final=event == "failed")
         return job
 
     async def expire_leases(self) -> list[Job]:
         jobs = await self._call(self.store.expire_leases, now=self.clock())
         for job in jobs:
             log_job("expired", job, level=logging.WARNING, status=job.status.value)
+            self.metrics.failed("worker_lost", final=job.status is JobStatus.FAILED)
         return jobs
+
+    async def observe_queue(self) -> JobStats:
+        stats = await self.stats()
+        oldest = stats.oldest_pending_created_at
+        self.metrics.queue(stats.by_status, max(0.0, self.clock() - oldest) if oldest is not None else 0.0)
+        return stats
 
     async def cancel(self, job_id: str) -> Job:
         job = await self._call(self.store.cancel, job_id, now=self.clock())
@@ -225,10 +242,12 @@ class JobManager:
         return job
 
     async def reap_forever(self, interval_s: float) -> None:
-        """Return expired leases to the queue, forever. A store outage is logged and waited out."""
+        """Return expired leases to the queue and refresh the queue gauges, forever. A store
+        outage is logged and waited out."""
         while True:
             try:
                 await self.expire_leases()
+                await self.observe_queue()
             except StoreUnavailable as err:
                 log.warning("lease reaper: job store unavailable: %s", err)
             except Exception:

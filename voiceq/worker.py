@@ -22,6 +22,7 @@ from .audio import from_wav, to_mp3
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
 from .errors import BlobNotFound, InvalidInput, JobFailed, StaleLease, StorageUnavailable
 from .jobs import Job, JobResult, WorkerInfo, new_voice_id
+from .metrics import Metrics
 from .storage import BlobStorage, result_key, voice_key
 
 log = logging.getLogger("voiceq.worker")
@@ -112,6 +113,7 @@ class Worker:
         heartbeat_s: float = 20.0,
         poll_interval_s: float = 1.0,
         voice_cache: VoiceCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.jobs = jobs
         self.storage = storage
@@ -121,6 +123,7 @@ class Worker:
         self.heartbeat_s = heartbeat_s
         self.poll_interval_s = poll_interval_s
         self.voices = voice_cache or VoiceCache()
+        self.metrics = metrics or Metrics(enabled=False)
         # The engine holds one model; batches take turns on it.
         self._engine_turn = asyncio.Lock()
         self._stopping = False
@@ -185,6 +188,7 @@ class Worker:
         elapsed = time.perf_counter() - started
         self.batches_run += 1
         self.last_batch_size = len(batch)
+        self.metrics.batch(len(batch))
         await asyncio.shield(self._finalize(batch, outcomes, elapsed, lost))
 
     async def _renew_leases(self, batch: list[Job], lost: set[str]) -> None:
