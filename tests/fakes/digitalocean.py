@@ -1,0 +1,649 @@
+"""A local stand-in for the DigitalOcean API (test-only).
+
+A real HTTP server on 127.0.0.1 speaking DigitalOcean's JSON for the endpoints the provider
+uses, so pydo, azure-core and our client run unmodified against it:
+
+- ``POST /v2/droplets`` (``name`` or up to 10 ``names``) -> 202 ``{"droplet"|"droplets", "links"}``
+- ``GET /v2/droplets`` with ``page``/``per_page``/``tag_name``/``name``/``type`` -> 200 with
+  ``links.pages`` and ``meta.total``. GPU droplets are listed only with ``type=gpus``, which
+  cannot be combined with ``tag_name`` (422).
+- ``GET /v2/droplets/{id}`` -> 200 / 404; ``DELETE /v2/droplets/{id}`` -> 204 / 404;
+  ``DELETE /v2/droplets?tag_name=`` -> 204
+- ``POST /v2/tags`` -> 201; ``POST|DELETE /v2/tags/{tag}/resources`` -> 204 / 404
+- errors as ``{"id": "not_found", "message": ...}``; 401 without the bearer token; 422 on bad
+  input; every reply carries ``ratelimit-limit|remaining|reset`` over a sliding window.
+
+Droplets start ``new`` and become ``active`` (with private and public IPs) after
+``active_after_s``; `on_boot` is then called in its own thread with the droplet's JSON and its
+user data, so a test can make a booting droplet start a local Ray worker.
+
+Faults: `fail_next` (the next N requests to an endpoint get 429 with or without
+``retry-after``, 5xx, 422..., optionally after the change was made), `delay_reply` (the change
+is made, the reply comes too late: a create that times out client-side but succeeds),
+`never_activate` (a droplet stuck in ``new``), and `add_foreign_droplet` (droplets of other
+clusters or people, which must never be touched: `touched_ids` records every droplet id named
+by a mutating request).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+TOKEN = "fake-do-token-0123456789abcdef"
+MAX_USER_DATA = 64 * 1024
+_TAG = re.compile(r"^[A-Za-z0-9:_-]{1,255}$")
+_NAME = re.compile(r"^[A-Za-z0-9.-]{1,255}$")
+
+# Size catalogue: slug -> (vcpus, memory MiB, disk GB, $/hour, gpu model or None).
+SIZES: dict[str, tuple[int, int, int, float, str | None]] = {
+    "s-1vcpu-1gb": (1, 1024, 25, 0.00893, None),
+    "s-2vcpu-4gb": (2, 4096, 80, 0.03571, None),
+    "s-4vcpu-8gb": (4, 8192, 160, 0.07143, None),
+    "c-8": (8, 16384, 100, 0.25, None),
+    "gpu-mi300x1-192gb": (20, 245760, 720, 1.99, "amd_mi300x"),
+    "gpu-h100x1-80gb": (20, 245760, 720, 3.39, "nvidia_h100"),
+    "gpu-l40sx1-48gb": (8, 65536, 500, 1.57, "nvidia_l40s"),
+}
+
+
+@dataclass
+class Recorded:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int
+    at: float
+    droplet_ids: tuple[int, ...] = ()
+
+    @property
+    def endpoint(self) -> str:
+        return endpoint_key(self.method, self.path)
+
+    @property
+    def mutating(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class _Fault:
+    status: int
+    remaining: int
+    skip: int = 0
+    retry_after: str | None = None
+    body: dict[str, Any] | None = None
+    commit: bool = False
+
+
+@dataclass
+class _Delay:
+    seconds: float
+    remaining: int
+
+
+@dataclass
+class _Droplet:
+    data: dict[str, Any]
+    user_data: str | None
+    created_mono: float
+    booted: bool = False
+    stuck: bool = False
+    destroyed: bool = False
+    foreign: bool = False
+
+
+def endpoint_key(method: str, path: str) -> str:
+    """``GET /v2/droplets/{id}``-style key for a request (ids and tag names abstracted)."""
+    path = re.sub(r"^/v2/droplets/\d+", "/v2/droplets/{id}", path)
+    path = re.sub(r"^/v2/tags/[^/]+", "/v2/tags/{tag}", path)
+    return f"{method} {path}"
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeDigitalOcean:
+    def __init__(
+        self,
+        *,
+        token: str = TOKEN,
+        active_after_s: float = 0.2,
+        max_per_page: int = 200,
+        rate_limit: int = 5000,
+        rate_window_s: float = 3600.0,
+        first_droplet_id: int = 400000001,
+    ) -> None:
+        self.token = token
+        self.active_after_s = active_after_s
+        self.max_per_page = max_per_page
+        self.rate_limit = rate_limit
+        self.rate_window_s = rate_window_s
+        self.on_boot: Callable[[dict[str, Any], str | None], None] | None = None
+        self.on_destroy: Callable[[dict[str, Any]], None] | None = None
+        self._lock = threading.RLock()
+        self._droplets: dict[int, _Droplet] = {}
+        self._tags: set[str] = set()
+        self._next_id = first_droplet_id
+        self._next_action = 900000001
+        self._requests: list[Recorded] = []
+        self._faults: dict[str, list[_Fault]] = {}
+        self._delays: dict[str, list[_Delay]] = {}
+        self._stuck_names: list[str] = []
+        self._window: list[float] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> FakeDigitalOcean:
+        fake = self
+
+        class Handler(_Handler):
+            owner = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        serve = threading.Thread(target=self._server.serve_forever, name="fake-do", daemon=True)
+        ticker = threading.Thread(target=self._tick, name="fake-do-boot", daemon=True)
+        self._threads = [serve, ticker]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeDigitalOcean:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ---- fault injection ---------------------------------------------------------------
+
+    def fail_next(
+        self,
+        endpoint: str,
+        status: int,
+        *,
+        count: int = 1,
+        skip: int = 0,
+        retry_after: str | None = None,
+        body: dict[str, Any] | None = None,
+        commit: bool = False,
+    ) -> None:
+        """The next `count` requests to `endpoint` (after `skip` good ones) get `status`.
+
+        With `commit` the request is carried out first and then answered with the error
+        (a 5xx on a create that in fact created the droplets).
+        """
+        with self._lock:
+            self._faults.setdefault(endpoint, []).append(
+                _Fault(status, count, skip, retry_after, body, commit)
+            )
+
+    def delay_reply(self, endpoint: str, seconds: float, *, count: int = 1) -> None:
+        """Carry out the next `count` requests to `endpoint`, then reply after `seconds`."""
+        with self._lock:
+            self._delays.setdefault(endpoint, []).append(_Delay(seconds, count))
+
+    def never_activate(self, name_prefix: str = "") -> None:
+        """Droplets whose name starts with `name_prefix` stay ``new`` forever."""
+        with self._lock:
+            self._stuck_names.append(name_prefix)
+
+    def add_foreign_droplet(
+        self, name: str, *, size: str = "s-2vcpu-4gb", tags: tuple[str, ...] = ()
+    ) -> int:
+        """A droplet that is not ours (already active); the provider must never touch it."""
+        with self._lock:
+            droplet = self._make(name, {"size": size, "region": "atl1", "image": "ubuntu-24-04-x64",
+                                        "tags": list(tags)}, None)
+            droplet.foreign = True
+            self._activate(droplet)
+            droplet.booted = True
+            return int(droplet.data["id"])
+
+    # ---- inspection ----------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, endpoint: str) -> list[Recorded]:
+        return [r for r in self.requests if r.endpoint == endpoint]
+
+    def mutations(self) -> list[Recorded]:
+        return [r for r in self.requests if r.mutating]
+
+    def touched_ids(self) -> set[int]:
+        """Every droplet id named by a mutating request."""
+        return {i for r in self.mutations() for i in r.droplet_ids}
+
+    @property
+    def foreign_ids(self) -> set[int]:
+        with self._lock:
+            return {i for i, d in self._droplets.items() if d.foreign}
+
+    def droplet(self, droplet_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            droplet = self._droplets.get(droplet_id)
+            return None if droplet is None or droplet.destroyed else json.loads(
+                json.dumps(droplet.data)
+            )
+
+    def user_data(self, droplet_id: int) -> str | None:
+        with self._lock:
+            return self._droplets[droplet_id].user_data
+
+    def live_droplets(self, tag: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                json.loads(json.dumps(d.data))
+                for d in self._droplets.values()
+                if not d.destroyed and (tag is None or tag in d.data["tags"])
+            ]
+
+    def destroyed_ids(self) -> set[int]:
+        with self._lock:
+            return {i for i, d in self._droplets.items() if d.destroyed}
+
+    def created_ids(self) -> set[int]:
+        with self._lock:
+            return {i for i, d in self._droplets.items() if not d.foreign}
+
+    # ---- state changes -------------------------------------------------------------
+
+    def _make(self, name: str, body: dict[str, Any], user_data: str | None) -> _Droplet:
+        vcpus, memory, disk, price, gpu = SIZES[body["size"]]
+        droplet_id = self._next_id
+        self._next_id += 1
+        image = body["image"]
+        data: dict[str, Any] = {
+            "id": droplet_id,
+            "name": name,
+            "memory": memory,
+            "vcpus": vcpus,
+            "disk": disk,
+            "locked": False,
+            "status": "new",
+            "kernel": None,
+            "created_at": _now_iso(),
+            "features": ["monitoring"] if body.get("monitoring") else [],
+            "backup_ids": [],
+            "next_backup_window": None,
+            "snapshot_ids": [],
+            "image": {
+                "id": 7000 + len(str(image)),
+                "name": str(image),
+                "distribution": "Ubuntu",
+                "slug": image if isinstance(image, str) else None,
+                "public": True,
+                "regions": [body["region"]],
+                "type": "base",
+            },
+            "volume_ids": [],
+            "size": {
+                "slug": body["size"],
+                "memory": memory,
+                "vcpus": vcpus,
+                "disk": disk,
+                "transfer": 5.0,
+                "price_monthly": round(price * 672, 2),
+                "price_hourly": price,
+                "regions": [body["region"]],
+                "available": True,
+                "description": "GPU" if gpu else "Basic",
+            },
+            "size_slug": body["size"],
+            "networks": {"v4": [], "v6": []},
+            "region": {
+                "name": body["region"].upper(),
+                "slug": body["region"],
+                "features": ["metadata", "install_agent"],
+                "available": True,
+                "sizes": [body["size"]],
+            },
+            "tags": list(dict.fromkeys(body.get("tags") or [])),
+            "vpc_uuid": body.get("vpc_uuid") or "5a4981aa-9653-4bd1-bef5-d6bff52042e4",
+        }
+        if gpu:
+            data["gpu_info"] = {"count": 1, "model": gpu, "vram": {"amount": 0, "unit": "gib"}}
+        droplet = _Droplet(data=data, user_data=user_data, created_mono=time.monotonic())
+        droplet.stuck = any(name.startswith(prefix) for prefix in self._stuck_names)
+        self._tags.update(data["tags"])
+        self._droplets[droplet_id] = droplet
+        return droplet
+
+    def _activate(self, droplet: _Droplet) -> None:
+        n = int(droplet.data["id"]) % 250 + 2
+        droplet.data["status"] = "active"
+        droplet.data["networks"]["v4"] = [
+            {"ip_address": f"10.116.0.{n}", "netmask": "255.255.240.0", "gateway": "10.116.0.1",
+             "type": "private"},
+            {"ip_address": f"203.0.113.{n}", "netmask": "255.255.255.0",
+             "gateway": "203.0.113.1", "type": "public"},
+        ]
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.05):
+            booted: list[tuple[dict[str, Any], str | None]] = []
+            with self._lock:
+                now = time.monotonic()
+                for droplet in self._droplets.values():
+                    if (
+                        droplet.destroyed
+                        or droplet.stuck
+                        or droplet.data["status"] != "new"
+                        or now - droplet.created_mono < self.active_after_s
+                    ):
+                        continue
+                    self._activate(droplet)
+                    if not droplet.booted:
+                        droplet.booted = True
+                        booted.append((json.loads(json.dumps(droplet.data)), droplet.user_data))
+            hook = self.on_boot
+            for data, user_data in booted:
+                if hook is not None:
+                    threading.Thread(
+                        target=hook, args=(data, user_data), name="fake-do-on-boot", daemon=True
+                    ).start()
+
+    def _destroy(self, droplet: _Droplet) -> None:
+        droplet.destroyed = True
+        hook = self.on_destroy
+        if hook is not None:
+            threading.Thread(
+                target=hook, args=(json.loads(json.dumps(droplet.data)),), daemon=True
+            ).start()
+
+    # ---- request handling (called by the handler) ----------------------------------------
+
+    def _rate_headers(self) -> dict[str, str]:
+        now = time.time()
+        self._window = [t for t in self._window if now - t < self.rate_window_s]
+        self._window.append(now)
+        reset = (self._window[0] + self.rate_window_s) if self._window else now
+        return {
+            "ratelimit-limit": str(self.rate_limit),
+            "ratelimit-remaining": str(max(0, self.rate_limit - len(self._window))),
+            "ratelimit-reset": str(int(reset + 0.999)),
+        }
+
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes
+    ) -> tuple[int, dict[str, str], Any, float]:
+        """Returns (status, headers, JSON body or None, seconds to wait before replying)."""
+        parts = urlsplit(raw_path)
+        path = parts.path.rstrip("/")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        body: Any = None
+        if raw_body:
+            try:
+                body = json.loads(raw_body)
+            except ValueError:
+                body = raw_body.decode("utf-8", "replace")
+        key = endpoint_key(method, path)
+        with self._lock:
+            reply_headers = self._rate_headers()
+            record = Recorded(method, path, query, body, 0, time.monotonic())
+            self._requests.append(record)
+            if headers.get("authorization") != f"Bearer {self.token}":
+                status, payload = 401, _error("unauthorized", "Unable to authenticate you")
+            elif self._over_limit():
+                status, payload = 429, _error("too_many_requests", "API Rate limit exceeded.")
+            else:
+                fault = self._take_fault(key)
+                if fault is not None and not fault.commit:
+                    status, payload = fault.status, fault.body or _default_error(fault.status)
+                    if fault.retry_after is not None:
+                        reply_headers["retry-after"] = fault.retry_after
+                else:
+                    status, payload = self._route(method, path, query, body, record)
+                    if fault is not None:
+                        status, payload = fault.status, fault.body or _default_error(fault.status)
+                        if fault.retry_after is not None:
+                            reply_headers["retry-after"] = fault.retry_after
+            record.status = status
+            delay = self._take_delay(key)
+        return status, reply_headers, payload, delay
+
+    def _over_limit(self) -> bool:
+        return len(self._window) > self.rate_limit
+
+    def _take_fault(self, key: str) -> _Fault | None:
+        for fault in self._faults.get(key, []):
+            if fault.remaining <= 0:
+                continue
+            if fault.skip > 0:
+                fault.skip -= 1
+                return None
+            fault.remaining -= 1
+            return fault
+        return None
+
+    def _take_delay(self, key: str) -> float:
+        for delay in self._delays.get(key, []):
+            if delay.remaining > 0:
+                delay.remaining -= 1
+                return delay.seconds
+        return 0.0
+
+    def _route(
+        self, method: str, path: str, query: dict[str, str], body: Any, record: Recorded
+    ) -> tuple[int, Any]:
+        if path == "/v2/droplets":
+            if method == "GET":
+                return self._list(query)
+            if method == "POST":
+                return self._create(body, record)
+            if method == "DELETE" and "tag_name" in query:
+                for droplet in self._droplets.values():
+                    if not droplet.destroyed and query["tag_name"] in droplet.data["tags"]:
+                        record.droplet_ids += (int(droplet.data["id"]),)
+                        self._destroy(droplet)
+                return 204, None
+        match = re.fullmatch(r"/v2/droplets/(\d+)", path)
+        if match:
+            droplet_id = int(match.group(1))
+            droplet = self._droplets.get(droplet_id)
+            if method == "DELETE":
+                record.droplet_ids = (droplet_id,)
+            if droplet is None or droplet.destroyed:
+                return 404, _error("not_found", "The resource you were accessing could not be found.")
+            if method == "GET":
+                return 200, {"droplet": droplet.data}
+            if method == "DELETE":
+                self._destroy(droplet)
+                return 204, None
+        if path == "/v2/tags" and method == "POST":
+            name = (body or {}).get("name", "")
+            if not _TAG.match(name):
+                return 400, _error("bad_request", "tag name must be letters, digits, ':', '-', '_'")
+            self._tags.add(name)
+            return 201, {"tag": {"name": name, "resources": {"count": 0}}}
+        match = re.fullmatch(r"/v2/tags/([^/]+)/resources", path)
+        if match and method in ("POST", "DELETE"):
+            return self._tag_resources(method, unquote(match.group(1)), body, record)
+        return 404, _error("not_found", "The resource you were accessing could not be found.")
+
+    def _list(self, query: dict[str, str]) -> tuple[int, Any]:
+        kind = query.get("type")
+        if kind == "gpus" and "tag_name" in query:
+            return 422, _error("unprocessable_entity", "type=gpus cannot be combined with tag_name")
+        try:
+            page = int(query.get("page", "1"))
+            per_page = min(int(query.get("per_page", "20")), self.max_per_page)
+        except ValueError:
+            return 400, _error("bad_request", "page and per_page must be integers")
+        if page < 1 or per_page < 1:
+            return 400, _error("bad_request", "page and per_page must be positive")
+        matching = []
+        for droplet in sorted(self._droplets.values(), key=lambda d: d.data["id"]):
+            data = droplet.data
+            is_gpu = str(data["size_slug"]).startswith("gpu-")
+            if droplet.destroyed or is_gpu != (kind == "gpus"):
+                continue
+            if "tag_name" in query and query["tag_name"] not in data["tags"]:
+                continue
+            if "name" in query and query["name"] != data["name"]:
+                continue
+            matching.append(data)
+        total = len(matching)
+        last = max(1, -(-total // per_page))
+        items = matching[(page - 1) * per_page : page * per_page]
+        base = self.endpoint + "/v2/droplets?"
+
+        def link(number: int) -> str:
+            return base + urlencode({**query, "page": number, "per_page": per_page})
+
+        pages: dict[str, str] = {}
+        if page > 1:
+            pages["first"] = link(1)
+            pages["prev"] = link(page - 1)
+        if page < last:
+            pages["next"] = link(page + 1)
+            pages["last"] = link(last)
+        return 200, {"droplets": items, "links": {"pages": pages}, "meta": {"total": total}}
+
+    def _create(self, body: Any, record: Recorded) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            return 400, _error("bad_request", "the body must be a JSON object")
+        names = body.get("names")
+        single = names is None
+        if single:
+            names = [body.get("name")] if body.get("name") else []
+        if not names:
+            return 422, _error("unprocessable_entity", "name is required")
+        if len(names) > 10:
+            return 422, _error("unprocessable_entity", "you can create up to 10 droplets at once")
+        for name in names:
+            if not isinstance(name, str) or not _NAME.match(name):
+                return 422, _error("unprocessable_entity", f"{name!r} is not a valid hostname")
+        for required in ("region", "size", "image"):
+            if not body.get(required):
+                return 422, _error("unprocessable_entity", f"{required} is required")
+        if body["size"] not in SIZES:
+            return 422, _error(
+                "unprocessable_entity", "You specified an invalid size for Droplet creation."
+            )
+        for tag in body.get("tags") or []:
+            if not isinstance(tag, str) or not _TAG.match(tag):
+                return 422, _error("unprocessable_entity", f"invalid tag {tag!r}")
+        user_data = body.get("user_data")
+        if user_data is not None and len(user_data.encode("utf-8")) > MAX_USER_DATA:
+            return 422, _error("unprocessable_entity", "user_data exceeds 64 KiB")
+        made = [self._make(name, body, user_data) for name in names]
+        record.droplet_ids = tuple(int(d.data["id"]) for d in made)
+        actions = []
+        for droplet in made:
+            actions.append(
+                {"id": self._next_action, "rel": "create",
+                 "href": f"{self.endpoint}/v2/actions/{self._next_action}"}
+            )
+            self._next_action += 1
+        if single:
+            return 202, {"droplet": made[0].data, "links": {"actions": actions}}
+        return 202, {"droplets": [d.data for d in made], "links": {"actions": actions}}
+
+    def _tag_resources(
+        self, method: str, tag: str, body: Any, record: Recorded
+    ) -> tuple[int, Any]:
+        resources = (body or {}).get("resources") or []
+        ids = []
+        for resource in resources:
+            try:
+                ids.append(int(resource["resource_id"]))
+            except (KeyError, TypeError, ValueError):
+                return 400, _error("bad_request", "resources need a resource_id")
+        record.droplet_ids = tuple(ids)
+        if tag not in self._tags:
+            return 404, _error("not_found", f"tag {tag} not found")
+        for droplet_id in ids:
+            droplet = self._droplets.get(droplet_id)
+            if droplet is None or droplet.destroyed:
+                return 404, _error("not_found", f"droplet {droplet_id} not found")
+        for droplet_id in ids:
+            tags = self._droplets[droplet_id].data["tags"]
+            if method == "POST" and tag not in tags:
+                tags.append(tag)
+            elif method == "DELETE" and tag in tags:
+                tags.remove(tag)
+        return 204, None
+
+
+def _error(error_id: str, message: str) -> dict[str, str]:
+    return {"id": error_id, "message": message, "request_id": "fake-request"}
+
+
+def _default_error(status: int) -> dict[str, str]:
+    if status == 429:
+        return _error("too_many_requests", "API Rate limit exceeded.")
+    if status == 422:
+        return _error("unprocessable_entity", "The request could not be processed.")
+    if status == 404:
+        return _error("not_found", "The resource you were accessing could not be found.")
+    if status >= 500:
+        return _error("server_error", "Server was unable to give you a response.")
+    return _error("error", f"HTTP {status}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: FakeDigitalOcean
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, reply_headers, payload, delay = self.owner.handle(
+            self.command, self.path, headers, raw
+        )
+        if delay:
+            time.sleep(delay)
+        data = b"" if payload is None else json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            if data:
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in reply_headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up waiting (the timed-out create): nothing to tell it.
+            self.close_connection = True
+
+    do_GET = _serve
+    do_POST = _serve
+    do_DELETE = _serve
+    do_PUT = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
