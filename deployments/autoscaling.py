@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ray.serve.config import AutoscalingConfig, AutoscalingContext, AutoscalingPolicy
+from ray.util import metrics
 
 from voiceq.connections import open_job_store
 from voiceq.scaling import Decision, QueueSnapshot, ScalingConfig, ScalingState, decide
@@ -100,6 +101,13 @@ class JobQueueAutoscalingPolicy:
         self._last: Decision | None = None
         #: The most recent decisions that changed the count or its reason, oldest first.
         self.decisions: deque[Decision] = deque(maxlen=HISTORY)
+        # Exported by Ray with a `ray_` prefix, from the controller's node.
+        self._desired_gauge = metrics.Gauge(
+            "voiceq_scaling_desired_replicas", description="GPU inference replicas the queue policy wants",
+            tag_keys=("deployment",))
+        self._decisions_counter = metrics.Counter(
+            "voiceq_scaling_decisions", description="Queue policy decisions that changed the count or its reason",
+            tag_keys=("deployment", "direction", "reason"))
 
     # --- Serve's entry point --------------------------------------------------------------
 
@@ -109,7 +117,7 @@ class JobQueueAutoscalingPolicy:
         # is not running yet, but it is wanted and paid for.
         current = int(ctx.target_num_replicas)
         decision, self._state = decide(self._snapshot, current, self._state, self.config, now=self._clock())
-        self._record(decision)
+        self._record(decision, ctx.deployment_name)
         return decision.desired, {"voiceq_last_decision": decision.to_dict()}
 
     async def wait_for_poll(self) -> None:
@@ -180,7 +188,7 @@ class JobQueueAutoscalingPolicy:
 
     # --- recording ------------------------------------------------------------------------
 
-    def _record(self, decision: Decision) -> None:
+    def _record(self, decision: Decision, deployment: str) -> None:
         """Keep and log each decision that changes the count or the reason for it; the control
         loop calls ten times a second, and an unchanged decision is not news."""
         last, self._last = self._last, decision
@@ -188,6 +196,9 @@ class JobQueueAutoscalingPolicy:
                 decision.desired, decision.current, decision.code):
             return
         self.decisions.append(decision)
+        self._desired_gauge.set(decision.desired, tags={"deployment": deployment})
+        self._decisions_counter.inc(1, tags={"deployment": deployment, "direction": decision.direction,
+                                             "reason": decision.code.value})
         line = f'{decision.log_line()} detail="{decision.reason}"'
         # Holds are the common case (and an outage is logged once by _store_failed).
         log.log(logging.DEBUG if decision.direction == "hold" else logging.INFO, line)
@@ -206,12 +217,13 @@ def autoscaling_config(settings: Settings, scaling: ScalingConfig | None = None)
     Serve's own delays are zero because the policy owns timing (`idle_s`, `scale_in_s`); with
     Serve's defaults (upscale 30 s, downscale 600 s) a GPU would idle ten more minutes after the
     policy let it go. `min_replicas` is the warm standby, so Serve keeps it even if the store
-    cannot be read; `max_replicas` is the fleet cap.
+    cannot be read; `max_replicas` is the fleet cap. Serve goes to zero only from one replica,
+    so a fleet of n goes n -> 1 -> 0 on consecutive control-loop ticks (0.1 s apart).
     """
     scaling = scaling if scaling is not None else ScalingConfig.from_env()
     return AutoscalingConfig(
+        # No initial_replicas: Serve would reset the fleet to it on every redeploy.
         min_replicas=scaling.warm_standby,
-        initial_replicas=scaling.warm_standby,
         max_replicas=scaling.max_replicas,
         upscale_delay_s=0.0,
         downscale_delay_s=0.0,

@@ -1,0 +1,1 @@
+"""Benchmark scripts: they print figures; none of them is a test."""
