@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ray.exceptions import RayTaskError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 
+from voiceq.errors import ServiceUnavailable
 from voiceq.jobs import Job, JobResult, WorkerInfo
 
 
@@ -22,6 +23,9 @@ async def call(handle: DeploymentHandle, method: str, *args: Any, **kwargs: Any)
         if cause is not None:
             raise cause from None
         raise
+    except (RayActorError, ActorUnavailableError) as err:
+        # The replica died or is restarting (Serve replaces it): the caller may try again.
+        raise ServiceUnavailable(f"{handle.deployment_name} is restarting; try again shortly") from err
 
 
 class RemoteJobs:

@@ -77,6 +77,22 @@ class InferenceDeployment:
         claimed = set(await self.worker.run_ids(job_ids))
         return [job_id in claimed for job_id in job_ids]
 
+    def describe(self) -> dict:
+        """What this replica is and has done (operators, health checks, fault tests)."""
+        return {
+            "pid": os.getpid(),
+            "worker_id": self.worker.worker.worker_id,
+            "node_id": self.worker.worker.node_id,
+            "device": self.worker.engine.info.device,
+            "gpu_type": self.worker.engine.info.gpu_type,
+            "engine": self.worker.engine.info.name,
+            "batches_run": self.worker.batches_run,
+            "last_batch_size": self.worker.last_batch_size,
+            "max_batch_size": self.worker.max_batch_size,
+            "voice_cache": {"size": len(self.worker.voices), "hits": self.worker.voices.hits,
+                            "misses": self.worker.voices.misses},
+        }
+
     def check_health(self) -> None:
         if self._loop.done():
             raise RuntimeError("worker loop stopped")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 
+from serve_app.health import EngineState, build_report
 from serve_app.http import create_http_app
 from voiceq.jobs import Job, JobStatus
 from voiceq.manager import Submission
@@ -52,6 +54,9 @@ class ServeBackend:
     async def cancel(self, job_id: str) -> Job:
         return await call(self.jobs, "cancel", job_id)
 
+    async def requeue(self, job_id: str) -> Job:
+        return await call(self.jobs, "requeue", job_id)
+
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]:
         return await call(self.jobs, "list_jobs", status=status, user_id=user_id, limit=limit)
 
@@ -59,9 +64,26 @@ class ServeBackend:
         return await call(self.jobs, "stats", user_id)
 
     async def health(self) -> dict[str, Any]:
-        checks = await call(self.jobs, "ping")
-        ok = all(v == "ok" for v in checks.values())
-        return {"status": "ok" if ok else "degraded", "environment": self.settings.environment, "checks": checks}
+        pings = await call(self.jobs, "ping")
+        stats, oldest_processing = None, None
+        if pings.get("job_store") == "ok":
+            stats = await call(self.jobs, "stats", None)
+            running = await call(self.jobs, "list_jobs", status="processing", limit=500)
+            oldest_processing = min((j.started_at for j in running if j.started_at), default=None)
+        return build_report(self.settings, pings=pings, engine=await asyncio.to_thread(_engine_state),
+                            stats=stats, oldest_processing_started_at=oldest_processing, now=time.time())
+
+
+def _engine_state() -> EngineState:
+    """The inference deployment as Serve's controller sees it (asking the replicas themselves
+    would queue a request and wake a deployment that is scaled to zero)."""
+    app = serve.status().applications.get(serve.get_replica_context().app_name)
+    deployment = app.deployments.get("VoiceCloneInference") if app else None
+    if deployment is None:
+        return EngineState(status="MISSING", running_replicas=0)
+    running = sum(n for state, n in deployment.replica_states.items() if str(state).endswith("RUNNING"))
+    return EngineState(status=str(deployment.status).rsplit(".", 1)[-1], running_replicas=running,
+                       message=deployment.message)
 
 
 # Serve builds the ASGI app on each replica by calling `_build_http_app` right after
@@ -79,7 +101,10 @@ def _build_http_app() -> Starlette:
     return create_http_app(_handoff.pop())
 
 
-@serve.deployment(name="Ingress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+# Past max_queued_requests Serve answers 503 itself, before our code runs: the last line of
+# backpressure when submissions outrun even the bookkeeping.
+@serve.deployment(name="Ingress", max_ongoing_requests=256, max_queued_requests=2048,
+                  ray_actor_options={"num_cpus": 0})
 @serve.ingress(_build_http_app)
 class IngressDeployment:
     def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:

@@ -6,17 +6,24 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments.autoscaling import autoscaling_config
 from deployments.ingress import IngressDeployment
 from deployments.inference import EngineFactory, InferenceDeployment
 from deployments.job_manager import JobManagerDeployment
+from voiceq.scaling import ScalingConfig
 from voiceq.settings import Settings
 
 
 def inference_options(settings: Settings) -> dict[str, Any]:
     actor: dict[str, Any] = {"num_cpus": settings.inference_num_cpus}
     if settings.chatterbox_mode == "remote":
-        # Remote mode: replicas only fit on GPU worker nodes, which the autoscaler brings up.
+        # Remote mode: replicas only fit on GPU worker nodes, which Ray's autoscaler brings up
+        # when a replica cannot be placed and removes when it stands idle.
         actor["num_gpus"] = 1
+    if settings.autoscaling:
+        # Replicas follow the job queue, from zero (VOICEQ_SCALE_* tune the policy).
+        return {"autoscaling_config": autoscaling_config(settings, ScalingConfig.from_env()),
+                "ray_actor_options": actor}
     return {"num_replicas": settings.inference_replicas, "ray_actor_options": actor}
 
 

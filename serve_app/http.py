@@ -25,6 +25,7 @@ from voiceq.errors import (
     InvalidTransition,
     JobNotFound,
     QueueFull,
+    ServiceUnavailable,
     StorageUnavailable,
     StoreUnavailable,
     VoiceNotFound,
@@ -36,6 +37,7 @@ from voiceq.settings import Settings
 from voiceq.store import JobStats
 
 from . import responses
+from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of, require_admin
 from .responses import API_PREFIX
 from .validation import build_submission, check_job_id, check_user_id, read_upload
 
@@ -62,6 +64,8 @@ class Backend(Protocol):
 
     async def cancel(self, job_id: str) -> Job: ...
 
+    async def requeue(self, job_id: str) -> Job: ...
+
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]: ...
 
     async def stats(self, user_id: str | None) -> JobStats: ...
@@ -73,12 +77,25 @@ def _backend(request: Request) -> Backend:
     return request.app.state.backend
 
 
+def _principal(request: Request) -> Principal:
+    keyring: Keyring = request.app.state.keyring
+    return keyring.authenticate(request.headers.get("authorization"))
+
+
+async def _visible_job(request: Request, principal: Principal) -> Job:
+    job = await _backend(request).get(check_job_id(request.path_params["job_id"]))
+    if not can_see(principal, job):
+        raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
+    return job
+
+
 # --- routes ------------------------------------------------------------------------------
 
 
 async def clone(request: Request) -> Response:
     backend = _backend(request)
     settings = backend.settings
+    principal = _principal(request)
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise InvalidInput("expected a multipart/form-data body with audio_file, user_id and voice_name",
@@ -90,7 +107,8 @@ async def clone(request: Request) -> Response:
                 raise InvalidInput("audio_file must be a file upload, not a text field", field="audio_file")
             audio = await read_upload(upload, settings) if upload is not None else None
             submission = build_submission(
-                form, audio, settings, idempotency_key=request.headers.get("idempotency-key")
+                form, audio, settings, owner=owner_of(principal),
+                idempotency_key=request.headers.get("idempotency-key"),
             )
     except MultiPartException as err:
         raise InvalidInput(f"malformed multipart body: {err.message}") from err
@@ -122,14 +140,14 @@ async def clone(request: Request) -> Response:
 
 async def job_status(request: Request) -> Response:
     backend = _backend(request)
-    job = await backend.get(check_job_id(request.path_params["job_id"]))
+    job = await _visible_job(request, _principal(request))
     url = await backend.result_url(job.job_id) if job.status is JobStatus.COMPLETED else None
     return JSONResponse(responses.job_status(job, result_url=url))
 
 
 async def job_audio(request: Request) -> Response:
     backend = _backend(request)
-    job = await backend.get(check_job_id(request.path_params["job_id"]))
+    job = await _visible_job(request, _principal(request))
     if job.status is not JobStatus.COMPLETED:
         return JSONResponse(responses.error(f"job {job.job_id} is {job.status.value}; no audio yet"), status_code=409)
     url = await backend.result_url(job.job_id)
@@ -141,13 +159,23 @@ async def job_audio(request: Request) -> Response:
 
 
 async def cancel_job(request: Request) -> Response:
-    backend = _backend(request)
-    job = await backend.cancel(check_job_id(request.path_params["job_id"]))
+    job = await _visible_job(request, _principal(request))
+    job = await _backend(request).cancel(job.job_id)
+    return JSONResponse(responses.job_status(job))
+
+
+async def retry_job(request: Request) -> Response:
+    """Operator retry of a dead-lettered job: back to the queue with fresh attempts."""
+    principal = _principal(request)
+    require_admin(principal)
+    job = await _visible_job(request, principal)
+    job = await _backend(request).requeue(job.job_id)
     return JSONResponse(responses.job_status(job))
 
 
 async def list_jobs(request: Request) -> Response:
     backend = _backend(request)
+    principal = _principal(request)
     user_id = request.query_params.get("user_id") or request.query_params.get("userId")
     if not user_id:
         raise InvalidInput("user_id query parameter is required", field="user_id")
@@ -161,11 +189,13 @@ async def list_jobs(request: Request) -> Response:
     if not 1 <= limit <= 500:
         raise InvalidInput("limit must be between 1 and 500", field="limit")
     jobs = await backend.list_jobs(status=status, user_id=check_user_id(user_id), limit=limit)
+    jobs = [j for j in jobs if can_see(principal, j)]
     return JSONResponse({"userId": user_id, "jobs": [responses.job_summary(j) for j in jobs]})
 
 
 async def stats(request: Request) -> Response:
     backend = _backend(request)
+    _principal(request)
     user_id = request.query_params.get("user_id") or request.query_params.get("userId")
     if user_id is not None:
         check_user_id(user_id)
@@ -175,7 +205,8 @@ async def stats(request: Request) -> Response:
 
 async def health(request: Request) -> Response:
     report = await _backend(request).health()
-    return JSONResponse(report, status_code=200 if report.get("status") == "ok" else 503)
+    # "degraded" (a job waiting too long) still serves traffic; "unavailable" does not.
+    return JSONResponse(report, status_code=503 if report.get("status") == "unavailable" else 200)
 
 
 async def live(request: Request) -> Response:
@@ -202,12 +233,20 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, InvalidTransition):
         return JSONResponse(responses.error(str(exc)), status_code=409)
     if isinstance(exc, QueueFull):
-        return JSONResponse(responses.error(exc.message), status_code=429,
+        return JSONResponse(responses.error(exc.message), status_code=exc.status_code,
                             headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, Unauthorized):
+        return JSONResponse(responses.error(exc.message), status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="voiceq"'})
+    if isinstance(exc, Forbidden):
+        return JSONResponse(responses.error(exc.message), status_code=403)
     if isinstance(exc, StoreUnavailable):
         log.warning("job store unavailable: %s", exc)
         return JSONResponse(responses.error(store_unreachable_message(settings)), status_code=503,
                             headers={"Retry-After": "5"})
+    if isinstance(exc, ServiceUnavailable):
+        log.warning("service unavailable: %s", exc)
+        return JSONResponse(responses.error(str(exc)), status_code=503, headers={"Retry-After": "2"})
     if isinstance(exc, StorageUnavailable):
         log.warning("storage unavailable: %s", exc)
         return JSONResponse(responses.error("Audio storage not reachable: try again shortly"), status_code=503,
@@ -268,6 +307,7 @@ def create_http_app(backend: Backend) -> Starlette:
         Route(f"{API_PREFIX}/jobs/{{job_id}}/status", job_status, methods=["GET"]),
         Route(f"{API_PREFIX}/jobs/{{job_id}}/audio", job_audio, methods=["GET"]),
         Route(f"{API_PREFIX}/jobs/{{job_id}}/cancel", cancel_job, methods=["POST"]),
+        Route(f"{API_PREFIX}/jobs/{{job_id}}/retry", retry_job, methods=["POST"]),
         Route(f"{API_PREFIX}/jobs/{{job_id}}", cancel_job, methods=["DELETE"]),
         Route("/health", live, methods=["GET"]),
         Route("/ready", health, methods=["GET"]),
@@ -277,4 +317,5 @@ def create_http_app(backend: Backend) -> Starlette:
     handlers = {VoiceqError: handle_error, HTTPException: handle_error, Exception: handle_error}
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(BodyLimit)])
     app.state.backend = backend
+    app.state.keyring = Keyring.from_settings(backend.settings)
     return app

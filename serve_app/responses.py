@@ -7,6 +7,7 @@ from typing import Any
 
 from voiceq.jobs import Job, JobStatus
 from voiceq.store import JobStats
+from voiceq.views import job_view
 
 API_PREFIX = "/api/public/voice/onboarding"
 
@@ -55,39 +56,7 @@ def clone_failed(job: Job) -> dict[str, Any]:
 
 
 def job_status(job: Job, *, result_url: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "jobId": job.job_id,
-        "userId": job.user_id,
-        "status": job.status.value,
-        "voiceName": job.voice_name,
-        "voiceId": job.voice_id,
-        "processingTime": job.processing_time,
-        "createdAt": job.created_at,
-        "updatedAt": job.updated_at,
-        "startedAt": job.started_at,
-        "completedAt": job.completed_at,
-        "attempts": job.attempts,
-        "maxAttempts": job.max_attempts,
-        "priority": job.priority,
-        "workerInfo": (
-            {
-                "environment": job.worker_info.environment,
-                "gpuType": job.worker_info.gpu_type,
-                **({"dropletId": job.worker_info.droplet_id} if job.worker_info.droplet_id else {}),
-            }
-            if job.worker_info
-            else None
-        ),
-    }
-    if job.status is JobStatus.COMPLETED:
-        body["resultUrl"] = result_url or audio_route(job.job_id)
-        body["audioSeconds"] = job.result_seconds
-        body["speechTokens"] = job.speech_tokens
-    if job.error and job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING):
-        body["error"] = job.error
-    if job.status is JobStatus.PENDING and job.attempts:
-        body["nextAttemptAt"] = job.next_attempt_at
-    return body
+    return job_view(job, result_url=result_url or audio_route(job.job_id))
 
 
 def job_summary(job: Job) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from voiceq.errors import InvalidInput
 from voiceq.jobs import is_job_id, is_voice_id
 from voiceq.manager import Submission
 from voiceq.settings import Settings
+from voiceq.webhooks import check_callback_url
 
 DEFAULT_SAMPLE_TEXT = "Hello, this is my cloned voice."
 MAX_USER_ID_CHARS = 128
@@ -138,8 +139,13 @@ def build_submission(
         if not -10 <= priority <= 10:
             raise InvalidInput("priority must be an integer from -10 to 10", field="priority")
     callback_url = _text_field(form, "callback_url", required=False, max_chars=2048)
-    if callback_url is not None and not re.match(r"^https?://[^\s/$.?#][^\s]*$", callback_url):
-        raise InvalidInput("callback_url must be an http(s) URL", field="callback_url")
+    if callback_url is not None:
+        if not re.match(r"^https?://[^\s/$.?#][^\s]*$", callback_url):
+            raise InvalidInput("callback_url must be an http(s) URL", field="callback_url")
+        if not settings.webhook_secret:
+            raise InvalidInput("callback_url is not available: this server has no VOICEQ_WEBHOOK_SECRET to sign with",
+                               field="callback_url")
+        check_callback_url(callback_url, allow_private=settings.webhook_allow_private)
 
     wav: bytes | None = None
     seconds = 0.0

@@ -59,6 +59,10 @@ class StoreUnavailable(VoiceqError):
     """The job store (SQLite file or Convex deployment) cannot be reached or refused the call."""
 
 
+class ServiceUnavailable(VoiceqError):
+    """A part of voiceq itself (a deployment being restarted) cannot take the call right now."""
+
+
 class StorageUnavailable(VoiceqError):
     """Blob storage (local folder or S3 bucket) cannot be reached or refused the call."""
 
@@ -81,10 +85,16 @@ class JobFailed(VoiceqError):
 
 
 class QueueFull(VoiceqError):
-    """Backpressure: the queue (overall or for one user) is at its bound."""
+    """Backpressure: the queue is at its bound, overall (503: the service is busy) or for one
+    user (429: that user is sending too much)."""
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
+    def __init__(self, message: str, *, retry_after_s: int, per_user: bool) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
+        self.per_user = per_user
+
+    @property
+    def status_code(self) -> int:
+        return 429 if self.per_user else 503
 

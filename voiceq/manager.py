@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from .errors import BlobNotFound, JobNotFound, QueueFull, StaleLease, StoreUnavailable, VoiceNotFound
 from .jobs import Job, JobResult, JobStatus, WorkerInfo, new_job, new_job_id
 from .logs import log_job
+from .views import job_view
 from .metrics import Metrics, failure_reason
 from .settings import Settings
 from .storage import BlobStorage, upload_key, voice_key
@@ -58,6 +59,7 @@ class JobManager:
         self.settings = settings
         self.clock = clock
         self.metrics = metrics or Metrics(enabled=False)
+        self._deliveries: set[asyncio.Task[None]] = set()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # Store and storage clients are blocking; keep the replica's event loop free.
@@ -68,6 +70,7 @@ class JobManager:
     async def submit(self, sub: Submission) -> Job:
         """Store the upload, then the job record. If the record cannot be written the upload
         is removed again, so a failed submission leaves nothing behind."""
+        await self.check_capacity(sub.user_id)
         job_id = new_job_id()
         audio_key = ""
         if sub.voice_id is not None:
@@ -116,15 +119,19 @@ class JobManager:
         except Exception:  # the job was never recorded; an orphan blob is the lesser harm
             log.warning("could not remove orphaned upload %s", key)
 
-    async def check_capacity(self, user_id: str, *, max_active: int, max_active_per_user: int) -> None:
+    async def check_capacity(self, user_id: str) -> None:
+        """Backpressure before anything is stored. The bound is soft by a few jobs under
+        concurrent submissions (count, then insert), which is what a bound on load needs."""
+        limit = self.settings.max_active_jobs
         total = await self._call(self.store.count_active)
-        if total >= max_active:
-            raise QueueFull(f"the queue is full ({total} jobs waiting or running); try again later", retry_after_s=30)
+        if total >= limit:
+            raise QueueFull(f"the queue is full ({total} jobs waiting or running); try again later",
+                            retry_after_s=30, per_user=False)
         mine = await self._call(self.store.count_active, user_id=user_id)
-        if mine >= max_active_per_user:
+        if mine >= self.settings.max_active_jobs_per_user:
             raise QueueFull(
                 f"user {user_id!r} already has {mine} jobs waiting or running; wait for one to finish",
-                retry_after_s=10,
+                retry_after_s=10, per_user=True,
             )
 
     # --- reads --------------------------------------------------------------------------
@@ -198,6 +205,7 @@ class JobManager:
         self.metrics.completed(processing_s=job.processing_time or 0.0, speech_tokens=job.speech_tokens or 0,
                                audio_s=job.result_seconds or 0.0,
                                gpu_type=job.worker_info.gpu_type if job.worker_info else "unknown")
+        self._notify(job)
         return job
 
     async def fail(
@@ -216,6 +224,7 @@ class JobManager:
         log_job(event, job, level=logging.WARNING, error=error,
                 retry_in_s=(job.next_attempt_at - self.clock()) if event == "retry" else None)
         self.metrics.failed(failure_reason(error), final=event == "failed")
+        self._notify(job)
         return job
 
     async def expire_leases(self) -> list[Job]:
@@ -223,6 +232,7 @@ class JobManager:
         for job in jobs:
             log_job("expired", job, level=logging.WARNING, status=job.status.value)
             self.metrics.failed("worker_lost", final=job.status is JobStatus.FAILED)
+            self._notify(job)
         return jobs
 
     async def observe_queue(self) -> JobStats:
@@ -234,12 +244,37 @@ class JobManager:
     async def cancel(self, job_id: str) -> Job:
         job = await self._call(self.store.cancel, job_id, now=self.clock())
         log_job("cancelled", job)
+        self._notify(job)
         return job
 
     async def requeue(self, job_id: str) -> Job:
         job = await self._call(self.store.requeue, job_id, now=self.clock())
         log_job("requeued", job)
         return job
+
+    # --- webhooks -----------------------------------------------------------------------
+
+    def _notify(self, job: Job) -> None:
+        """Call the job's callback URL in the background once it reached a final state."""
+        if not job.callback_url or not job.status.terminal or not self.settings.webhook_secret:
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver(job))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, job: Job) -> None:
+        from .webhooks import deliver, event_payload
+
+        message_id, body = event_payload(job, job_view(job))
+        outcome = await deliver(job.callback_url or "", message_id, body, secret=self.settings.webhook_secret,
+                                allow_private=self.settings.webhook_allow_private)
+        level = logging.INFO if outcome.delivered else logging.WARNING
+        log_job("webhook", job, level=level, delivered=outcome.delivered, attempts=outcome.attempts,
+                status_code=outcome.status_code, error=outcome.error)
+
+    async def drain_webhooks(self, timeout_s: float) -> None:
+        if self._deliveries:
+            await asyncio.wait(set(self._deliveries), timeout=timeout_s)
 
     async def reap_forever(self, interval_s: float) -> None:
         """Return expired leases to the queue and refresh the queue gauges, forever. A store
@@ -253,3 +288,4 @@ class JobManager:
             except Exception:
                 log.exception("lease reaper failed")
             await asyncio.sleep(interval_s)
+

@@ -61,8 +61,19 @@ class Settings:
     max_name_chars: int = 100
 
     # Inference replicas.
-    inference_replicas: int = 1
+    inference_replicas: int = 1  # fixed replica count, unless autoscaling
     inference_num_cpus: float = 1.0
+    autoscale: bool = False  # replicas from the job queue (always on with CHATTERBOX_MODE=remote)
+
+    # Backpressure: jobs pending or running, overall and per user.
+    max_active_jobs: int = 10_000
+    max_active_jobs_per_user: int = 50
+
+    # Access. "auto": API keys required in production, not in development.
+    auth: str = "auto"
+    api_keys: str = field(default="", repr=False)  # "name:key[:admin],..."
+    webhook_secret: str = field(default="", repr=False)
+    webhook_allow_private: bool = False  # allow callbacks to loopback/private addresses (tests, on-prem)
 
     # Costs.
     gpu_hourly_price: float = 1.99
@@ -76,10 +87,20 @@ class Settings:
             raise ValueError("VOICEQ_MAX_SPEECH_TOKENS must be at least 1")
         if self.max_batch_size < 1:
             raise ValueError("VOICEQ_MAX_BATCH_SIZE must be at least 1")
+        if self.auth not in ("auto", "required", "off"):
+            raise ValueError(f"VOICEQ_AUTH must be auto, required or off, not {self.auth!r}")
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required" or (self.auth == "auto" and self.production)
 
     @property
     def production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.autoscale or self.chatterbox_mode == "remote"
 
     @property
     def sqlite_path(self) -> Path:

@@ -88,6 +88,9 @@ class VoiceCache:
         self._items.move_to_end(voice_id)
         return voice
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def put(self, voice_id: str, voice: Any) -> None:
         self._items[voice_id] = voice
         self._items.move_to_end(voice_id)

@@ -60,6 +60,9 @@ class VoiceqServer:
             lease_s=30.0,
             poll_interval_s=0.3,
             batch_wait_s=0.1,
+            # Production turns API keys on by default; tests of other things leave them off,
+            # and the auth tests turn them on explicitly.
+            auth="off",
         )
         defaults.update(overrides)
         return Settings(**defaults)
