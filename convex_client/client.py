@@ -69,11 +69,11 @@ class ConvexClient:
         *,
         deploy_key: str | None = None,
         timeout_s: float = 10.0,
-        connect_timeout_s: float = 3.0,
+        connect_timeout_s: float = 2.0,
         max_attempts: int = 3,
         backoff_base_s: float = 0.2,
         backoff_max_s: float = 2.0,
-        deadline_s: float = 20.0,
+        deadline_s: float = 15.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

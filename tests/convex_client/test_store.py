@@ -31,8 +31,8 @@ def settings_for(tmp_path: Path, url: str, key: str | None) -> Settings:
 
 
 @pytest.fixture
-def store(convex_standin: ConvexStandin) -> Iterator[ConvexJobStore]:
-    s = ConvexJobStore(ConvexClient(convex_standin.url, deploy_key=convex_standin.admin_key, backoff_base_s=0.01))
+def store(fake_convex: ConvexStandin) -> Iterator[ConvexJobStore]:
+    s = ConvexJobStore(ConvexClient(fake_convex.url, deploy_key=fake_convex.admin_key, backoff_base_s=0.01))
     yield s
     s.close()
 
@@ -43,8 +43,8 @@ def a_job(now: float = 1000.0, **fields: object):  # type: ignore[no-untyped-def
                    audio_seconds=3.0, now=now, **fields)  # type: ignore[arg-type]
 
 
-def test_chosen_when_convex_url_is_set(tmp_path: Path, convex_standin: ConvexStandin) -> None:
-    store = open_job_store(settings_for(tmp_path, convex_standin.url, convex_standin.admin_key))
+def test_chosen_when_convex_url_is_set(tmp_path: Path, fake_convex: ConvexStandin) -> None:
+    store = open_job_store(settings_for(tmp_path, fake_convex.url, fake_convex.admin_key))
     assert isinstance(store, ConvexJobStore)
     try:
         store.ping()
@@ -59,9 +59,9 @@ def test_a_deploy_key_is_required(tmp_path: Path) -> None:
         ConvexJobStore.from_settings(settings_for(tmp_path, "https://happy-otter-123.convex.cloud", None))
 
 
-def test_a_wrong_deploy_key_is_reported_without_the_key(convex_standin: ConvexStandin) -> None:
+def test_a_wrong_deploy_key_is_reported_without_the_key(fake_convex: ConvexStandin) -> None:
     wrong = "prod:other|not-the-key-123"
-    store = ConvexJobStore(ConvexClient(convex_standin.url, deploy_key=wrong))
+    store = ConvexJobStore(ConvexClient(fake_convex.url, deploy_key=wrong))
     try:
         with pytest.raises(StoreUnavailable, match="deploy key") as caught:
             store.ping()
@@ -70,17 +70,17 @@ def test_a_wrong_deploy_key_is_reported_without_the_key(convex_standin: ConvexSt
     assert wrong not in str(caught.value) and "CONVEX_DEPLOY_KEY" in str(caught.value)
 
 
-def test_without_a_key_internal_functions_are_not_found(convex_standin: ConvexStandin) -> None:
-    with ConvexClient(convex_standin.url) as anonymous:
+def test_without_a_key_internal_functions_are_not_found(fake_convex: ConvexStandin) -> None:
+    with ConvexClient(fake_convex.url) as anonymous:
         store = ConvexJobStore(anonymous)
         with pytest.raises(StoreUnavailable, match="internal: set CONVEX_DEPLOY_KEY"):
             store.create(a_job())
 
 
-def test_frontends_read_jobs_through_the_public_queries(store: ConvexJobStore, convex_standin: ConvexStandin) -> None:
+def test_frontends_read_jobs_through_the_public_queries(store: ConvexJobStore, fake_convex: ConvexStandin) -> None:
     job = store.create(a_job(idempotency_key="k", owner="acme"))
     store.claim(worker=WORKER, limit=1, lease_s=30, now=1001.0)
-    with ConvexClient(convex_standin.url) as frontend:
+    with ConvexClient(fake_convex.url) as frontend:
         [seen] = frontend.query("voiceCloneJobs:getUserJobs", {"userId": "user_1"})
         assert seen["jobId"] == job.job_id and seen["status"] == "processing"
         assert seen["workerInfo"] == {"environment": "production", "gpuType": "rocm"}
@@ -103,19 +103,19 @@ def test_arguments_the_functions_reject_say_to_deploy(store: ConvexJobStore) -> 
         store._call("mutation", "createJob", {"job": {"jobId": "x"}})
 
 
-def test_transient_faults_are_ridden_out(store: ConvexJobStore, convex_standin: ConvexStandin) -> None:
-    convex_standin.inject_faults(status=503, count=2)
+def test_transient_faults_are_ridden_out(store: ConvexJobStore, fake_convex: ConvexStandin) -> None:
+    fake_convex.inject_faults(status=503, count=2)
     job = store.create(a_job())
-    convex_standin.inject_faults(status=429, count=1)
+    fake_convex.inject_faults(status=429, count=1)
     [claimed] = store.claim(worker=WORKER, limit=1, lease_s=30, now=1001.0)
     assert claimed.job_id == job.job_id
-    convex_standin.inject_faults(status=500, count=2)
+    fake_convex.inject_faults(status=500, count=2)
     assert store.get(job.job_id) == claimed
 
 
-def test_a_claim_that_may_have_run_is_not_repeated(store: ConvexJobStore, convex_standin: ConvexStandin) -> None:
+def test_a_claim_that_may_have_run_is_not_repeated(store: ConvexJobStore, fake_convex: ConvexStandin) -> None:
     job = store.create(a_job())
-    convex_standin.inject_faults(status=500, count=1)
+    fake_convex.inject_faults(status=500, count=1)
     with pytest.raises(StoreUnavailable, match="not retried"):
         store.claim(worker=WORKER, limit=1, lease_s=30, now=1001.0)
     # (The stand-in refused it unrun, so the job is still there for the next claim.)

@@ -5,7 +5,7 @@
 
 Import the fixtures into a conftest or test module to use them:
 
-    from tests.fakes import convex_standin, convex_standin_server, s3_server  # noqa: F401
+    from tests.fakes import fake_convex, fake_convex_session, fake_s3  # noqa: F401
 """
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ from .s3_server import S3Server, running_s3_server
 
 
 @pytest.fixture(scope="session")
-def convex_standin_server() -> Iterator[ConvexStandin]:
+def fake_convex_session() -> Iterator[ConvexStandin]:
     """One stand-in process for the session."""
     with running_convex_standin() as standin:
         yield standin
 
 
 @pytest.fixture
-def convex_standin(convex_standin_server: ConvexStandin) -> ConvexStandin:
+def fake_convex(fake_convex_session: ConvexStandin) -> ConvexStandin:
     """The session's stand-in, emptied for this test."""
-    convex_standin_server.reset()
-    return convex_standin_server
+    fake_convex_session.reset()
+    return fake_convex_session
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+def fake_s3() -> Iterator[S3Server]:
     with running_s3_server() as server:
         yield server
 
@@ -41,9 +41,9 @@ def s3_server() -> Iterator[S3Server]:
 __all__ = [
     "ConvexStandin",
     "S3Server",
-    "convex_standin",
-    "convex_standin_server",
+    "fake_convex",
+    "fake_convex_session",
     "running_convex_standin",
     "running_s3_server",
-    "s3_server",
+    "fake_s3",
 ]

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -38,6 +39,7 @@ class ConvexStandin:
     admin_key: str | None
     process: subprocess.Popen = field(repr=False)
     _stderr: list[str] = field(default_factory=list, repr=False)
+    _readers: list[threading.Thread] = field(default_factory=list, repr=False)
 
     def reset(self) -> None:
         """Empty the database (a fresh in-memory backend), and clear injected faults."""
@@ -62,6 +64,8 @@ class ConvexStandin:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        for reader in self._readers:  # they end at EOF, now that the process is gone
+            reader.join(10)
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
@@ -91,18 +95,23 @@ def start_convex_standin(*, admin_key: str | None = None, startup_timeout_s: flo
         text=True,
     )
     stderr: list[str] = []
-    threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True).start()  # type: ignore[arg-type]
     ready: list[str] = []
-    reader = threading.Thread(target=lambda: ready.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(startup_timeout_s)
-    line = ready[0] if ready else ""
-    if not line.strip():
-        process.kill()
-        process.wait(timeout=10)
+    readers = [
+        threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True),  # type: ignore[arg-type]
+        # The first stdout line says where it listens; read on to EOF so the pipe never fills.
+        threading.Thread(target=lambda: ready.extend(process.stdout), daemon=True),  # type: ignore[arg-type]
+    ]
+    for reader in readers:
+        reader.start()
+    standin = ConvexStandin(url="", admin_key=key or None, process=process, _stderr=stderr, _readers=readers)
+    deadline = time.monotonic() + startup_timeout_s
+    while not ready and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not ready:
+        standin.stop()
         raise StandinError(f"the Convex stand-in did not start: {''.join(stderr).strip() or 'no output'}")
-    url = json.loads(line)["url"]
-    return ConvexStandin(url=url, admin_key=key or None, process=process, _stderr=stderr)
+    standin.url = json.loads(ready[0])["url"]
+    return standin
 
 
 @contextlib.contextmanager

@@ -1,1 +1,1 @@
-from tests.fakes import s3_server  # noqa: F401  (fixture)
+from tests.fakes import fake_s3  # noqa: F401  (fixture)

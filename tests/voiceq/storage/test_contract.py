@@ -23,15 +23,15 @@ JOB = "6f1c1b7e-3f1e-4a7b-9a53-2f4a8d1c0b9e"
 
 
 @pytest.fixture
-def aws_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Server:
+def aws_env(fake_s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Server:
     """Credentials through boto3's usual chain (the environment), and nothing from this machine."""
-    for name, value in s3_server.env().items():
+    for name, value in fake_s3.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    return s3_server
+    return fake_s3
 
 
 def s3_settings(server: S3Server, bucket: str, tmp_path: Path, prefix: str = "") -> Settings:

@@ -1,1 +1,1 @@
-from tests.fakes import convex_standin, convex_standin_server  # noqa: F401  (fixtures)
+from tests.fakes import fake_convex, fake_convex_session  # noqa: F401  (fixtures)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -50,7 +51,7 @@ def opener(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
         def open_store() -> JobStore:
             return SQLiteJobStore(path, retry=RETRY)
     else:
-        standin: ConvexStandin = request.getfixturevalue("convex_standin")
+        standin: ConvexStandin = request.getfixturevalue("fake_convex")
 
         def open_store() -> JobStore:
             store = convex_store(standin.url, standin.admin_key)
@@ -72,7 +73,7 @@ def store_spec(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tup
     """What a separate process needs to open the same store."""
     if kind == "sqlite":
         return ("sqlite", str(tmp_path / "jobs.sqlite3"), None)
-    standin: ConvexStandin = request.getfixturevalue("convex_standin")
+    standin: ConvexStandin = request.getfixturevalue("fake_convex")
     return ("convex", standin.url, standin.admin_key)
 
 
@@ -219,6 +220,7 @@ def test_concurrent_claimers_in_threads_never_share_a_job(opener: Callable[[], J
             start.wait()
             while jobs := handles[i].claim(worker=WORKER, limit=3, lease_s=30, now=T0 + 60):
                 results[i] += [j.job_id for j in jobs]
+                time.sleep(0.005)  # a worker works on its batch before it claims again
         except BaseException as err:  # reported below
             errors.append(err)
 
@@ -241,6 +243,7 @@ def _claim_in_process(spec: tuple[str, str, str | None], out: Any, start: Any) -
     got: list[str] = []
     while jobs := store.claim(worker=OTHER_WORKER, limit=2, lease_s=30, now=T0 + 60):
         got += [j.job_id for j in jobs]
+        time.sleep(0.005)
     out.put(got)
 
 
