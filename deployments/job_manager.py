@@ -4,6 +4,7 @@ reaper that returns jobs of lost workers to the queue."""
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 
 from ray import serve
@@ -33,6 +34,9 @@ class JobManagerDeployment(JobManager):
         # Several reaps per lease period, so a lost worker's jobs wait at most about a lease.
         interval = max(0.5, min(10.0, settings.lease_s / 4))
         self._reaper = asyncio.get_running_loop().create_task(self.reap_forever(interval))
+
+    def describe(self) -> dict:
+        return {"pid": os.getpid(), "store": self.settings.job_store_kind, "storage": self.settings.storage_kind}
 
     def check_health(self) -> None:
         if self._reaper.done():

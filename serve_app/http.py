@@ -218,7 +218,8 @@ async def live(request: Request) -> Response:
 
 def store_unreachable_message(settings: Settings) -> str:
     if settings.job_store_kind == "convex":
-        return "Convex not reachable: check CONVEX_URL and that the Convex deployment is running"
+        return ("Convex not reachable: check CONVEX_URL, CONVEX_DEPLOY_KEY and that the Convex deployment "
+                "is running")
     return f"Job store not reachable: check that {settings.sqlite_path} is on a writable disk"
 
 

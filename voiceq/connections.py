@@ -24,7 +24,7 @@ def open_job_store(settings: Settings) -> JobStore:
         return ConvexJobStore.from_settings(settings)
     from .store.sqlite import SQLiteJobStore
 
-    return SQLiteJobStore(settings.sqlite_path, retry=retry_policy(settings))
+    return SQLiteJobStore(settings.sqlite_path, retry=retry_policy(settings), busy_timeout_s=settings.store_timeout_s)
 
 
 def open_blob_storage(settings: Settings) -> BlobStorage:

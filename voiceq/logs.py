@@ -44,3 +44,5 @@ def configure(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
+    # httpx logs every request at INFO (each Convex call, each webhook): too much for a job log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

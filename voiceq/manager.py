@@ -167,7 +167,7 @@ class JobManager:
         report: dict[str, str] = {}
         for name, probe in (("job_store", self.store.ping), ("storage", self.storage.ping)):
             try:
-                await asyncio.wait_for(self._call(probe), timeout=5)
+                await asyncio.wait_for(self._call(probe), timeout=10)
                 report[name] = "ok"
             except Exception as err:  # report, don't raise: this feeds the health route
                 report[name] = f"{type(err).__name__}: {err}"

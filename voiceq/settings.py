@@ -44,6 +44,7 @@ class Settings:
     max_speech_tokens: int = 1000
 
     # The queue.
+    store_timeout_s: float = 10.0  # a job-store call that cannot finish in this long fails (503)
     lease_s: float = 120.0
     max_attempts: int = 3
     retry_base_s: float = 2.0  # backoff before a failed job's next attempt doubles from here

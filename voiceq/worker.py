@@ -16,16 +16,20 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from .audio import from_wav, to_mp3
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
-from .errors import BlobNotFound, InvalidInput, JobFailed, StaleLease, StorageUnavailable
+from .errors import (BlobNotFound, InvalidInput, JobFailed, ServiceUnavailable, StaleLease, StorageUnavailable,
+                     StoreUnavailable)
 from .jobs import Job, JobResult, WorkerInfo, new_voice_id
 from .metrics import Metrics
 from .storage import BlobStorage, result_key, voice_key
 
 log = logging.getLogger("voiceq.worker")
+
+# Failures of bookkeeping that pass by themselves: worth waiting out, not worth a traceback.
+_PASSING = (ServiceUnavailable, StoreUnavailable)
 
 
 class JobsApi(Protocol):
@@ -136,16 +140,21 @@ class Worker:
     # --- loops --------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
+        backoff = self.poll_interval_s
         while not self._stopping:
             try:
                 n = await self.run_once()
+                backoff = self.poll_interval_s
             except asyncio.CancelledError:
                 raise
+            except _PASSING as err:
+                log.warning("worker loop: cannot claim (%s); retrying in %.1f s", err, backoff)
+                n, backoff = 0, min(backoff * 2, 10.0)
             except Exception:
                 log.exception("worker loop: claim or batch failed; backing off")
-                n = 0
+                n, backoff = 0, min(backoff * 2, 10.0)
             if n == 0:
-                await asyncio.sleep(self.poll_interval_s)
+                await asyncio.sleep(backoff)
 
     async def stop(self, *, timeout_s: float) -> None:
         """Claim nothing more and wait (up to `timeout_s`) for the batch in hand to be recorded."""
@@ -218,10 +227,10 @@ class Worker:
                     raise StaleLease(job.job_id)
                 if isinstance(outcome, BaseException):
                     failure = classify(outcome)
-                    await self.jobs.fail(
+                    await self._record(lambda: self.jobs.fail(
                         job.job_id, lease_id=lease, error=failure.message, transient=failure.transient,
                         defer_s=failure.defer_s,
-                    )
+                    ))
                     continue
                 result = JobResult(
                     voice_id=outcome.voice_id,
@@ -231,7 +240,7 @@ class Worker:
                     audio_seconds=outcome.audio_seconds,
                     processing_time=round(elapsed, 3),
                 )
-                await self.jobs.complete(job.job_id, lease_id=lease, result=result)
+                await self._record(lambda: self.jobs.complete(job.job_id, lease_id=lease, result=result))
             except StaleLease:
                 if isinstance(outcome, Produced):
                     keys = [outcome.result_key] + ([outcome.voice_key] if outcome.new_voice else [])
@@ -239,6 +248,20 @@ class Worker:
             except Exception:
                 # Bookkeeping unreachable: the lease will expire and the job will run again.
                 log.exception("job=%s could not record its outcome; its lease will expire", job.job_id)
+
+    async def _record(self, call: Callable[[], Awaitable[Job]]) -> Job:
+        """Record an outcome, riding out a short bookkeeping or store outage (a restart takes
+        seconds) for up to a lease period; after that the lease expires and the job runs again."""
+        delay, deadline = 0.25, time.monotonic() + self.heartbeat_s * 3
+        while True:
+            try:
+                return await call()
+            except _PASSING as err:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("recording an outcome failed (%s); retrying in %.2f s", err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _delete(self, keys: list[str]) -> None:
         for key in keys:
