@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -156,7 +156,10 @@ class FakeDigitalOcean:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        serve = threading.Thread(target=self._server.serve_forever, name="fake-do", daemon=True)
+        serve = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-do",
+            daemon=True,
+        )
         ticker = threading.Thread(target=self._tick, name="fake-do-boot", daemon=True)
         self._threads = [serve, ticker]
         for thread in self._threads:
@@ -220,12 +223,27 @@ class FakeDigitalOcean:
         self, name: str, *, size: str = "s-2vcpu-4gb", tags: tuple[str, ...] = ()
     ) -> int:
         """A droplet that is not ours (already active); the provider must never touch it."""
+        return self.add_droplet(name, size=size, tags=tags, foreign=True)
+
+    def add_droplet(
+        self,
+        name: str,
+        *,
+        size: str = "s-2vcpu-4gb",
+        tags: tuple[str, ...] = (),
+        foreign: bool = False,
+        active: bool = True,
+    ) -> int:
+        """A droplet that appears without a create request through the API (one made by
+        someone else, or one whose create request materialises late)."""
         with self._lock:
-            droplet = self._make(name, {"size": size, "region": "atl1", "image": "ubuntu-24-04-x64",
-                                        "tags": list(tags)}, None)
-            droplet.foreign = True
-            self._activate(droplet)
-            droplet.booted = True
+            body = {"size": size, "region": "atl1", "image": "ubuntu-24-04-x64",
+                    "tags": list(tags)}
+            droplet = self._make(name, body, None)
+            droplet.foreign = foreign
+            if active:
+                self._activate(droplet)
+                droplet.booted = True
             return int(droplet.data["id"])
 
     # ---- inspection ----------------------------------------------------------------
@@ -475,7 +493,7 @@ class FakeDigitalOcean:
             if method == "DELETE":
                 record.droplet_ids = (droplet_id,)
             if droplet is None or droplet.destroyed:
-                return 404, _error("not_found", "The resource you were accessing could not be found.")
+                return 404, _default_error(404)
             if method == "GET":
                 return 200, {"droplet": droplet.data}
             if method == "DELETE":
@@ -561,7 +579,7 @@ class FakeDigitalOcean:
         made = [self._make(name, body, user_data) for name in names]
         record.droplet_ids = tuple(int(d.data["id"]) for d in made)
         actions = []
-        for droplet in made:
+        for _ in made:
             actions.append(
                 {"id": self._next_action, "rel": "create",
                  "href": f"{self.endpoint}/v2/actions/{self._next_action}"}
