@@ -37,6 +37,8 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_prefix: str = ""
+    s3_access_key_id: str | None = field(default=None, repr=False)  # else boto3's usual chain
+    s3_secret_access_key: str | None = field(default=None, repr=False)
 
     # The model.
     chatterbox_ckpt_dir: Path | None = None
@@ -153,6 +155,8 @@ _ENV_NAMES = {
     "s3_endpoint_url": "S3_ENDPOINT_URL",
     "s3_region": "S3_REGION",
     "s3_prefix": "S3_PREFIX",
+    "s3_access_key_id": "S3_ACCESS_KEY_ID",
+    "s3_secret_access_key": "S3_SECRET_ACCESS_KEY",
     "chatterbox_mode": "CHATTERBOX_MODE",
     "chatterbox_ckpt_dir": "CHATTERBOX_CKPT_DIR",
     "chatterbox_device": "CHATTERBOX_DEVICE",

@@ -55,6 +55,8 @@ class S3BlobStorage:
         prefix: str = "",
         endpoint_url: str | None = None,
         region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
         client: Any | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
@@ -76,7 +78,9 @@ class S3BlobStorage:
                 # Spaces accept it too.
                 s3={"addressing_style": "path" if self.endpoint_url else "auto"},
             )
-            session = boto3.session.Session()
+            # Explicit keys (S3_ACCESS_KEY_ID/S3_SECRET_ACCESS_KEY, e.g. for Spaces) or boto3's chain.
+            session = boto3.session.Session(aws_access_key_id=access_key_id or None,
+                                            aws_secret_access_key=secret_access_key or None)
             client = session.client(
                 "s3",
                 endpoint_url=self.endpoint_url,
@@ -99,6 +103,8 @@ class S3BlobStorage:
             prefix=settings.s3_prefix,
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key,
         )
 
     def __repr__(self) -> str:
