@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,8 @@ from droplets.retries import RetryPolicy
 DEFAULT_TOKEN_ENV = "DO_API_TOKEN"
 DEFAULT_TOKEN_FILE = "~/.config/voiceq/do_api_token"
 DEFAULT_RAY_PORT = 6379
+
+logger = logging.getLogger(__name__)
 
 _OPERATOR_TAG = re.compile(r"^[A-Za-z0-9:_-]{1,255}$")
 
@@ -131,6 +135,10 @@ class ProviderSettings:
         if self.api_token_file:
             path = Path(self.api_token_file).expanduser()
             if path.is_file():
+                if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    logger.warning(
+                        "%s is readable by other users; `chmod 600` it", path
+                    )
                 token = path.read_text(encoding="utf-8").strip()
                 if token:
                     return token

@@ -185,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DigitalOceanError as err:
         print(str(err), file=sys.stderr)
         return 1
+    finally:
+        api.close()
     rows = lifecycle_rows(droplets, datetime.now(timezone.utc), _parse_prices(args.price))
     print(format_table(rows))
     return 0

@@ -450,7 +450,7 @@ def test_concurrent_readers_share_one_listing(
 
 def test_the_token_comes_from_the_environment_or_a_file(
     fake: FakeDigitalOcean, make_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.delenv(TOKEN_ENV)
     provider = make_provider()
@@ -461,4 +461,8 @@ def test_the_token_comes_from_the_environment_or_a_file(
     token_file.chmod(0o600)
     from_file = make_provider(api_token_file=str(token_file))
     assert from_file.non_terminated_nodes({}) == []
+    assert "readable by other users" not in caplog.text
+    token_file.chmod(0o644)
+    assert make_provider(api_token_file=str(token_file)).non_terminated_nodes({}) == []
+    assert "readable by other users" in caplog.text and TOKEN not in caplog.text
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
