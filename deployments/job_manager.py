@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import logging
 
+import ray
 from ray import serve
 
+from deployments.fleet import FleetWatch
 from voiceq.connections import open_blob_storage, open_job_store
 from voiceq.manager import JobManager
 from voiceq.metrics import Metrics
@@ -34,6 +37,17 @@ class JobManagerDeployment(JobManager):
         # Several reaps per lease period, so a lost worker's jobs wait at most about a lease.
         interval = max(0.5, min(10.0, settings.lease_s / 4))
         self._reaper = asyncio.get_running_loop().create_task(self.reap_forever(interval))
+        self._fleet = FleetWatch(hourly_price=settings.gpu_hourly_price)
+        self._fleet_task = asyncio.get_running_loop().create_task(self._watch_fleet(15.0))
+
+    async def _watch_fleet(self, interval_s: float) -> None:
+        while True:
+            try:
+                nodes = await asyncio.to_thread(ray.nodes)
+                self.metrics.gpu_fleet(*self._fleet.observe(nodes, time.time()))
+            except Exception:  # a gauge must never take bookkeeping down
+                log.exception("could not read the cluster's nodes")
+            await asyncio.sleep(interval_s)
 
     def describe(self) -> dict:
         return {"pid": os.getpid(), "store": self.settings.job_store_kind, "storage": self.settings.storage_kind}

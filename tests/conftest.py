@@ -36,14 +36,20 @@ def checkpoint_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[int]:
+def metrics_port() -> int:
+    """Where the test cluster's node exports Prometheus metrics (`/metrics`)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(metrics_port: int) -> Iterator[int]:
     """A local Ray cluster with Serve's HTTP proxy on a free port; yields that port."""
     import ray
     from ray import serve
 
     # Workers import test code (stand-in engines) by module path, like the driver does.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _metrics_export_port=metrics_port,
              runtime_env={"env_vars": {"TQDM_DISABLE": "1"}})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
