@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
                 say("== Waiting")
                 remaining = max(1.0, args.timeout - (time.monotonic() - started))
                 state = wait_for(client, submitted.job_id, timeout_s=remaining, stream=sys.stdout,
-                                 stuck_after_s=args.stuck_after, started_at=started)
+                                 stuck_after_s=args.stuck_after, started_at=started, indent="  ")
             total_s = time.monotonic() - started
             saved, size = None, None
             if state.status == "completed":

@@ -57,6 +57,8 @@ def exit_code_for(status: str) -> int:
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(round(seconds)), 60)
@@ -64,6 +66,11 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def format_money(dollars: float) -> str:
+    """Cents for sums a person pays, more digits for the fractions of a cent that single jobs cost."""
+    return f"${dollars:.2f}" if abs(dollars) >= 1 else f"${dollars:.4f}"
 
 
 def format_timestamp(ts: float | None) -> str:
@@ -169,8 +176,9 @@ class Progress:
     heartbeat line every `heartbeat_s`."""
 
     def __init__(self, stream: TextIO, *, tty: bool | None = None, clock: Callable[[], float] = time.monotonic,
-                 heartbeat_s: float = 30.0, started_at: float | None = None) -> None:
+                 heartbeat_s: float = 30.0, started_at: float | None = None, indent: str = "") -> None:
         self.stream = stream
+        self.indent = indent
         self.tty = stream.isatty() if tty is None else tty
         self.clock = clock
         self.started_at = clock() if started_at is None else started_at
@@ -183,7 +191,7 @@ class Progress:
         return self.clock() - self.started_at
 
     def update(self, state: JobState) -> None:
-        line = format_progress(state, self.elapsed())
+        line = self.indent + format_progress(state, self.elapsed())
         if self.tty:
             pad = max(0, self._width - len(line))
             self.stream.write("\r" + line + " " * pad)
@@ -202,7 +210,7 @@ class Progress:
         if self.tty and self._width:
             self.stream.write("\n")
             self._width = 0
-        self.stream.write(text + "\n")
+        self.stream.write(self.indent + text + "\n")
         self.stream.flush()
 
     def finish(self) -> None:
@@ -263,9 +271,10 @@ def _error_exit(err: ClientError) -> int:
 
 
 def wait_for(client: VoiceqClient, job_id: str, *, timeout_s: float, stream: TextIO,
-             stuck_after_s: float = DEFAULT_STUCK_AFTER_S, started_at: float | None = None) -> JobState:
+             stuck_after_s: float = DEFAULT_STUCK_AFTER_S, started_at: float | None = None,
+             indent: str = "") -> JobState:
     """Poll with a progress display; warns once if the job looks stuck in pending."""
-    progress = Progress(stream, started_at=started_at)
+    progress = Progress(stream, started_at=started_at, indent=indent)
     stuck = StuckWatch(stuck_after_s)
 
     def show(state: JobState) -> None:
@@ -450,9 +459,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if stats.audio_seconds_generated is not None:
         print(f"{'audio generated':<28} {format_duration(stats.audio_seconds_generated)}")
     print(f"{'GPU-hours':<28} {cost.gpu_hours:.4f}  (sum of processing times)")
-    print(f"{'estimated cost':<28} ${cost.estimated_cost:.2f}  at ${cost.price_per_hour:.2f}/h")
+    print(f"{'estimated cost':<28} {format_money(cost.estimated_cost)}  at ${cost.price_per_hour:.2f}/h")
     print(f"{'seed estimate':<28} {cost.seed_gpu_hours:.4f} GPU-h = total x avg / 3600"
-          f"  -> ${cost.seed_estimated_cost:.2f}")
+          f"  -> {format_money(cost.seed_estimated_cost)}")
     return EXIT_OK
 
 

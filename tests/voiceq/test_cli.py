@@ -38,8 +38,9 @@ def test_exit_codes_follow_the_jobs_outcome() -> None:
 
 
 def test_durations_read_naturally() -> None:
-    assert [cli.format_duration(s) for s in (None, 0.04, 5.25, 59.9, 61, 3599, 3725)] == \
-        ["-", "0.0s", "5.2s", "59.9s", "1m01s", "59m59s", "1h02m"]
+    assert [cli.format_duration(s) for s in (None, 0.0414, 5.25, 59.9, 61, 3599, 3725)] == \
+        ["-", "41ms", "5.2s", "59.9s", "1m01s", "59m59s", "1h02m"]
+    assert [cli.format_money(d) for d in (0.013786, 0.5, 12.345)] == ["$0.0138", "$0.5000", "$12.35"]
 
 
 def test_progress_line_says_which_job_where_how_long_and_which_attempt() -> None:
@@ -300,7 +301,7 @@ def test_development_cli_submit_waits_and_saves(voiceq_server: VoiceqServer, sam
     lines = stats.stdout.splitlines()
     assert lines[0].split() == ["jobs", "(user", f"{user})", "1"]
     assert "  completed                  1" in lines
-    assert any(line.startswith("estimated cost") and "at $1.99/h" in line for line in lines)
+    assert any(line.startswith("estimated cost  ") and line.endswith("at $1.99/h") for line in lines)
     assert any(line.startswith("seed estimate") for line in lines)
 
     bad = run_cli(voiceq_server, "submit", str(tmp_path / "nope.mp3"), "--user", user, "--name", "x")
