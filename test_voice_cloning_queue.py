@@ -76,8 +76,10 @@ def looks_like_mp3(data: bytes) -> bool:
 
 def describe_check(name: str, value: Any) -> tuple[bool, list[str]]:
     """(ok, printable lines) for one entry of /ready's checks: either "ok" / an error text, or
-    {"status": "ok"|"error", "message", "action", "detail", ...}."""
+    {"status": "ok"|"error", "message", "action", "detail", ...}. A failing check that does
+    not stop a clone (a slow queue) is a warning."""
     label = _CHECK_LABELS.get(name, name)
+    bad = "[FAIL]" if name in CRITICAL_CHECKS or name not in _CHECK_LABELS else "[warn]"
     if isinstance(value, Mapping):
         ok = value.get("status") == "ok"
         extras = {k: v for k, v in value.items() if k not in ("status", "message", "action", "detail")}
@@ -85,7 +87,7 @@ def describe_check(name: str, value: Any) -> tuple[bool, list[str]]:
         if ok:
             return True, [f"  [ok]   {label}" + (f" ({info})" if info else "")]
         message = str(value.get("message") or _CHECK_HEADLINES.get(name, f"{name} failing"))
-        lines = [f'  [FAIL] {label}: "{message}"']
+        lines = [f'  {bad} {label}: "{message}"']
         if value.get("detail"):
             lines.append(f"         {value['detail']}")
         if value.get("action"):
@@ -97,7 +99,7 @@ def describe_check(name: str, value: Any) -> tuple[bool, list[str]]:
     if ok:
         return True, [f"  [ok]   {label}"]
     message = _CHECK_HEADLINES.get(name, f"{name} failing")
-    lines = [f'  [FAIL] {label}: "{message}"', f"         {value}"]
+    lines = [f'  {bad} {label}: "{message}"', f"         {value}"]
     lines += ["       " + line for line in troubleshooting(message)[1:]]
     return False, lines
 

@@ -156,6 +156,10 @@ def test_script_reads_both_shapes_of_readiness_checks() -> None:
     ok, lines = script.describe_check("engine", "RayActorError: dead")  # older servers: plain text
     assert not ok and '"Chatterbox not running"' in lines[0] and "RayActorError: dead" in lines[1]
     assert any("serve status" in line for line in lines)
+    ok, lines = script.describe_check("queue", {"status": "error", "message": "Job stuck in pending",
+                                                "detail": "oldest pending job has waited 900 s", "pending": 3})
+    assert not ok and lines[0] == '  [warn] queue: "Job stuck in pending"'
+    assert "what to do" not in "".join(lines) and any("GPU droplet takes minutes" in line for line in lines)
 
 
 def test_script_output_path_and_mp3_sniffing(tmp_path: Path) -> None:
