@@ -17,6 +17,7 @@ import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from voiceq.batching import BatchLimits
 from voiceq.connections import open_blob_storage
 from voiceq.engine import Engine
 from voiceq.jobs import WorkerInfo
@@ -30,6 +31,10 @@ from .handles import RemoteJobs
 log = logging.getLogger("voiceq.deployments")
 
 EngineFactory = Callable[[Settings], Engine]
+
+
+def batch_limits(max_rows: int, wait_s: float, token_budget: int) -> BatchLimits:
+    return BatchLimits(max_rows=max_rows, token_budget=token_budget, wait_to_fill_s=wait_s)
 
 
 def default_engine_factory(settings: Settings) -> Engine:
@@ -60,7 +65,7 @@ class InferenceDeployment:
             open_blob_storage(settings),
             engine,
             worker=worker,
-            max_batch_size=settings.max_batch_size,
+            limits=batch_limits(settings.max_batch_size, settings.batch_wait_s, settings.token_budget),
             heartbeat_s=max(0.5, settings.lease_s / 3),
             poll_interval_s=settings.poll_interval_s,
             metrics=Metrics(),
@@ -70,6 +75,22 @@ class InferenceDeployment:
         self._loop = asyncio.get_running_loop().create_task(self.worker.run_forever())
         log.info("inference replica %s ready on %s (%s)", worker.worker_id, engine.info.device,
                  engine.info.description or engine.info.name)
+
+    def reconfigure(self, config: dict) -> None:
+        """Batch limits at run time: `serve deploy` with a new `user_config` for this
+        deployment (keys max_batch_size, batch_wait_s, token_budget) changes them in place,
+        without restarting the replica or reloading the model."""
+        current = self.worker.limits
+        limits = batch_limits(
+            int(config.get("max_batch_size", current.max_rows)),
+            float(config.get("batch_wait_s", current.wait_to_fill_s)),
+            int(config.get("token_budget", current.token_budget)),
+        )
+        self.worker.configure(limits)
+        self.run.set_max_batch_size(limits.max_rows)
+        self.run.set_batch_wait_timeout_s(limits.wait_to_fill_s)
+        log.info("batch limits now max_rows=%d token_budget=%d wait_to_fill_s=%.3f",
+                 limits.max_rows, limits.token_budget, limits.wait_to_fill_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.25)
     async def run(self, job_ids: list[str]) -> list[bool]:
@@ -88,7 +109,9 @@ class InferenceDeployment:
             "engine": self.worker.engine.info.name,
             "batches_run": self.worker.batches_run,
             "last_batch_size": self.worker.last_batch_size,
-            "max_batch_size": self.worker.max_batch_size,
+            "max_batch_size": self.worker.limits.max_rows,
+            "token_budget": self.worker.limits.token_budget,
+            "batch_wait_s": self.worker.limits.wait_to_fill_s,
             "voice_cache": {"size": len(self.worker.voices), "hits": self.worker.voices.hits,
                             "misses": self.worker.voices.misses},
         }

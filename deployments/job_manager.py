@@ -34,8 +34,9 @@ class JobManagerDeployment(JobManager):
     async def __init__(self, settings: Settings) -> None:
         configure_logging()
         super().__init__(open_job_store(settings), open_blob_storage(settings), settings, metrics=Metrics())
-        # Several reaps per lease period, so a lost worker's jobs wait at most about a lease.
-        interval = max(0.5, min(10.0, settings.lease_s / 4))
+        # Several reaps per lease period, so a lost worker's jobs wait at most about a lease;
+        # at least every 5 s, so the queue gauges are fresh in every scrape of Ray's exporter.
+        interval = max(0.5, min(5.0, settings.lease_s / 4))
         self._reaper = asyncio.get_running_loop().create_task(self.reap_forever(interval))
         self._fleet = FleetWatch(hourly_price=settings.gpu_hourly_price)
         self._fleet_task = asyncio.get_running_loop().create_task(self._watch_fleet(15.0))

@@ -21,6 +21,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "voiceq_job_wait_seconds": ("histogram", "From submission to claim by a worker", ()),
     "voiceq_job_processing_seconds": ("histogram", "From claim to completion", ()),
     "voiceq_batch_size": ("histogram", "Jobs per engine batch", ()),
+    # Ray rebuilds histogram sums from bucket midpoints: an exact mean batch size needs this.
+    "voiceq_batched_jobs_total": ("counter", "Jobs run through engine batches (mean batch size = this / batch_size_count)", ()),
     "voiceq_speech_tokens_total": ("counter", "Speech tokens generated", ()),
     "voiceq_audio_seconds_total": ("counter", "Seconds of audio generated", ()),
     "voiceq_gpu_nodes": ("gauge", "GPU worker nodes in the Ray cluster", ()),
@@ -98,6 +100,7 @@ class Metrics:
 
     def batch(self, size: int) -> None:
         self._record("voiceq_batch_size", size)
+        self._record("voiceq_batched_jobs_total", size)
 
     def queue(self, by_status: Mapping[str, int], oldest_pending_s: float) -> None:
         for status, count in by_status.items():

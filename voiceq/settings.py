@@ -52,7 +52,8 @@ class Settings:
     retry_base_s: float = 2.0  # backoff before a failed job's next attempt doubles from here
     retry_max_s: float = 300.0
     max_batch_size: int = 8
-    batch_wait_s: float = 0.25
+    batch_wait_s: float = 0.25  # how long a short batch waits for company
+    token_budget: int = 8000  # estimated speech tokens per engine pass
     poll_interval_s: float = 1.0
     dev_timeout_s: float = 600.0
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from .audio import from_wav, to_mp3
+from .batching import BatchLimits, plan_batches, worth_waiting
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
 from .errors import (BlobNotFound, InvalidInput, JobFailed, ServiceUnavailable, StaleLease, StorageUnavailable,
                      StoreUnavailable)
@@ -102,6 +103,11 @@ class VoiceCache:
             self._items.popitem(last=False)
 
 
+def estimate_speech_tokens(text: str) -> int:
+    """About 25 speech tokens per second of audio and 15 characters per second of speech."""
+    return max(8, int(len(text) * 25 / 15))
+
+
 def generation_params(job: Job) -> GenerationParams:
     raw = dict(job.extra.get("params") or {})
     known = set(GenerationParams.__dataclass_fields__)
@@ -116,7 +122,8 @@ class Worker:
         engine: Engine,
         *,
         worker: WorkerInfo,
-        max_batch_size: int = 8,
+        limits: BatchLimits = BatchLimits(),
+        tokens_of: Callable[[Job], int] | None = None,
         heartbeat_s: float = 20.0,
         poll_interval_s: float = 1.0,
         voice_cache: VoiceCache | None = None,
@@ -126,7 +133,9 @@ class Worker:
         self.storage = storage
         self.engine = engine
         self.worker = worker
-        self.max_batch_size = max_batch_size
+        self.limits = limits
+        # Estimated speech tokens of a job, for the token budget of an engine pass.
+        self.tokens_of = tokens_of or (lambda job: estimate_speech_tokens(job.sample_text))
         self.heartbeat_s = heartbeat_s
         self.poll_interval_s = poll_interval_s
         self.voices = voice_cache or VoiceCache()
@@ -164,11 +173,25 @@ class Worker:
         except asyncio.TimeoutError:
             log.warning("worker stopped with a batch in flight; its leases will expire")
 
+    @property
+    def max_batch_size(self) -> int:
+        return self.limits.max_rows
+
+    def configure(self, limits: BatchLimits) -> None:
+        """New limits at run time (Serve's `reconfigure`); the batch in flight keeps its own."""
+        self.limits = limits
+
     async def run_once(self) -> int:
         async with self._engine_turn:
             if self._stopping:
                 return 0
-            batch = await self.jobs.claim(self.worker, limit=self.max_batch_size)
+            limits = self.limits
+            batch = await self.jobs.claim(self.worker, limit=limits.max_rows)
+            if worth_waiting(len(batch), limits):
+                # A short wait fills a batch that just started to form: GPUs are paid by the
+                # second, and a pass of 8 costs little more than a pass of 1.
+                await asyncio.sleep(limits.wait_to_fill_s)
+                batch += await self.jobs.claim(self.worker, limit=limits.max_rows - len(batch))
             if batch:
                 await self.process(batch)
             return len(batch)
@@ -185,29 +208,34 @@ class Worker:
     # --- one batch ----------------------------------------------------------------------
 
     async def process(self, batch: list[Job]) -> None:
+        """Run claimed jobs through the engine in passes within the batch limits, renewing
+        every claimed job's lease until its own outcome is recorded."""
         lost: set[str] = set()
-        beat = asyncio.create_task(self._renew_leases(batch, lost))
-        started = time.perf_counter()
+        finished: set[str] = set()
+        beat = asyncio.create_task(self._renew_leases(batch, lost, finished))
         try:
-            outcomes = await asyncio.to_thread(self._produce, batch)
-        except BaseException as err:  # the whole batch failed before per-job outcomes existed
-            outcomes = [err] * len(batch)
-            if isinstance(err, asyncio.CancelledError):
-                beat.cancel()
-                raise
+            for part in plan_batches(batch, self.limits, self.tokens_of):
+                started = time.perf_counter()
+                try:
+                    outcomes = await asyncio.to_thread(self._produce, part)
+                except asyncio.CancelledError:
+                    raise  # shutting down: the leases expire and the jobs run again elsewhere
+                except Exception as err:  # the pass failed before per-job outcomes existed
+                    outcomes = [err] * len(part)
+                elapsed = time.perf_counter() - started
+                self.batches_run += 1
+                self.last_batch_size = len(part)
+                self.metrics.batch(len(part))
+                await asyncio.shield(self._finalize(part, outcomes, elapsed, lost))
+                finished.update(j.job_id for j in part)
         finally:
             beat.cancel()
-        elapsed = time.perf_counter() - started
-        self.batches_run += 1
-        self.last_batch_size = len(batch)
-        self.metrics.batch(len(batch))
-        await asyncio.shield(self._finalize(batch, outcomes, elapsed, lost))
 
-    async def _renew_leases(self, batch: list[Job], lost: set[str]) -> None:
+    async def _renew_leases(self, batch: list[Job], lost: set[str], finished: set[str]) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             for job in batch:
-                if job.job_id in lost:
+                if job.job_id in lost or job.job_id in finished:
                     continue
                 try:
                     await self.jobs.heartbeat(job.job_id, lease_id=job.lease_id or "")

@@ -11,6 +11,7 @@ import pytest
 from tests.support.audio import decode_mp3, voice_file
 from tests.support.engines import ToneEngine
 from voiceq.audio import decode_upload, to_wav
+from voiceq.batching import BatchLimits
 from voiceq.connections import open_blob_storage, open_job_store
 from voiceq.jobs import JobStatus, WorkerInfo
 from voiceq.manager import JobManager, Submission
@@ -23,7 +24,7 @@ W = WorkerInfo(environment="development", gpu_type="cpu", worker_id="test-worker
 def make(tmp_path: Path, engine: ToneEngine, **overrides) -> tuple[JobManager, Worker]:
     settings = Settings(data_dir=tmp_path, **{"lease_s": 30.0, "max_attempts": 2, **overrides})
     manager = JobManager(open_job_store(settings), open_blob_storage(settings), settings)
-    worker = Worker(manager, manager.storage, engine, worker=W, max_batch_size=settings.max_batch_size,
+    worker = Worker(manager, manager.storage, engine, worker=W, limits=BatchLimits(max_rows=settings.max_batch_size),
                     heartbeat_s=settings.lease_s / 3, poll_interval_s=0.05)
     return manager, worker
 
@@ -169,3 +170,36 @@ def test_a_failed_submission_leaves_nothing_behind(tmp_path: Path, broken: str) 
         asyncio.run(manager.submit(submission(0)))
     assert manager.store.stats().total == 0
     assert not list((tmp_path / "blobs").rglob("*.wav"))
+
+
+def test_claimed_jobs_run_in_passes_within_the_token_budget(tmp_path: Path) -> None:
+    engine = ToneEngine()
+    manager, worker = make(tmp_path, engine)
+    worker.configure(BatchLimits(max_rows=8, token_budget=100))
+    worker.tokens_of = lambda job: 60 if "long" in job.sample_text else 20
+
+    async def scenario():
+        ids = [(await manager.submit(submission(i, text="a long one." if i == 1 else "short."))).job_id
+               for i in range(4)]
+        assert await worker.run_once() == 4  # one claim...
+        return ids, [await manager.get(j) for j in ids]
+
+    ids, jobs = asyncio.run(scenario())
+    assert engine.batches == [ids[:3], ids[3:]]  # ...two engine passes: 20+60+20, then 20
+    assert all(j.status is JobStatus.COMPLETED for j in jobs)
+
+
+def test_a_short_batch_waits_once_to_fill(tmp_path: Path) -> None:
+    engine = ToneEngine()
+    manager, worker = make(tmp_path, engine)
+    worker.configure(BatchLimits(max_rows=4, wait_to_fill_s=0.3))
+
+    async def scenario():
+        await manager.submit(submission(0))
+        run = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.1)
+        await manager.submit(submission(1))  # arrives while the first waits for company
+        return await run
+
+    assert asyncio.run(scenario()) == 2
+    assert [len(b) for b in engine.batches] == [2]
