@@ -42,7 +42,9 @@ def test_custom_metrics_appear_after_a_few_jobs(voiceq_server: VoiceqServer, met
         wanted = ["ray_voiceq_jobs_completed_total", "ray_voiceq_job_processing_seconds_count",
                   "ray_voiceq_batch_size_count", "ray_voiceq_jobs[status=completed]", "ray_voiceq_gpu_nodes"]
         # Replicas export on an interval: wait until both jobs' outcomes have gone out.
+        # The queue gauge is refreshed every few seconds by the lease reaper.
         ready = all(k in values for k in wanted) and values["ray_voiceq_jobs_completed_total"] >= 2
+        ready = ready and values["ray_voiceq_jobs[status=completed]"] >= 2
         return values if ready and values["ray_voiceq_job_processing_seconds_count"] >= 2 else None
 
     values = wait_until(exported, timeout_s=90, interval_s=2, what="voiceq metrics on the endpoint")
