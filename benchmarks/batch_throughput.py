@@ -1,0 +1,336 @@
+"""Throughput of batched Chatterbox inference against upstream's one-job-at-a-time path.
+
+    python benchmarks/batch_throughput.py [--device cpu|cuda] [--ckpt DIR] [--full-size]
+                                          [--tokens N] [--batch-sizes 1,4,8,16,32]
+
+Both sides run on the same checkpoint and device, with the same jobs (several voices and
+texts) and the same fixed speech-token budget per job: a random-weight model never stops by
+itself (and the test checkpoint's T3 stops after ~20 tokens), so the stop token is switched
+off on both sides for the run and every job decodes exactly `--tokens` tokens.
+
+- upstream: what `ChatterboxTTS.generate` does per job (T3.inference with its two CFG rows,
+  drop_invalid_tokens, S3Gen.inference, the watermark), job after job. tqdm is disabled,
+  which only flatters upstream.
+- batched: `ChatterboxEngine.synthesize` over the whole batch (batched T3 decode loop, then
+  S3Gen batched or job by job as the engine is configured, the watermark), timed per stage.
+
+S3Gen of the random full-size model costs seconds per job on a CPU, so on a CPU it is measured
+only for batches up to `--s3gen-max-batch` (default 4) and for `--upstream-jobs` upstream jobs;
+bigger batches time T3 alone and their end-to-end figures are estimated from the measured
+per-job S3Gen cost (marked `est`). On a GPU everything is measured by default.
+
+By default the checkpoint is the test checkpoint's files with a plain random tiny T3 (the test
+T3 is shaped to stop after ~20 tokens and says nothing else after that); `--full-size` puts a
+random T3 of the published size (Llama_520M) in its place.
+
+The last line reads `t3_batch16_vs_upstream=<ratio> e2e_batch16_vs_upstream=<ratio>`
+(T3 speech tokens/s and end-to-end jobs/s, batch of 16 over upstream).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # upstream's per-step progress bar, before tqdm loads
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from voiceq.audio import Clip  # noqa: E402
+from voiceq.engine.base import GenerationParams, SynthesisRequest  # noqa: E402
+from voiceq.engine.chatterbox import ChatterboxEngine  # noqa: E402
+from voiceq.engine.t3_decode import generate  # noqa: E402
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello, and welcome to the voice cloning service. Your sample is ready.",
+    "Batching many users' jobs keeps the accelerator busy.",
+    "It was a bright cold day in April, and the clocks were striking thirteen.",
+    "Please leave a message after the tone.",
+    "Every job in a batch gets its own voice, text and settings.",
+]
+CACHE = Path(os.environ.get("VOICEQ_TEST_CACHE", REPO / ".cache"))
+
+
+# --- checkpoints -----------------------------------------------------------------------
+
+
+def tiny_checkpoint() -> Path:
+    from voiceq.engine.checkpoint import make_test_checkpoint
+
+    path = CACHE / "test-checkpoint-v1"
+    if not (path / ".complete").exists():
+        print(f"making the random-weight test checkpoint in {path} (~20 s)", file=sys.stderr)
+        make_test_checkpoint(path)
+        (path / ".complete").write_text("ok\n")
+    return path
+
+
+def bench_checkpoint(base: Path, *, full_size: bool) -> Path:
+    """The test checkpoint with a plain random T3: the tiny 2-layer one without the test
+    checkpoint's stop shaping (which makes it say nothing but the stop token after ~20
+    tokens, so S3Gen would get almost no tokens), or the published architecture (Llama_520M,
+    1024-wide perceiver). The voice encoder, S3Gen (full size) and tokenizer are linked."""
+    from safetensors.torch import save_file
+
+    from voiceq.engine.checkpoint import TINY_LLAMA
+    from voiceq.engine.loading import CheckpointManifest, build_t3
+
+    if full_size:
+        path = CACHE / "bench-full-size-v1"
+        manifest = CheckpointManifest(description="random weights, full-size T3 (Llama_520M)")
+    else:
+        path = CACHE / "bench-tiny-v1"
+        manifest = CheckpointManifest(llama=dict(TINY_LLAMA), perceiver_dim=TINY_LLAMA["hidden_size"],
+                                      description="random weights, tiny T3 without stop shaping")
+    if (path / ".complete").exists():
+        return path
+    print(f"writing a random T3 to {path}", file=sys.stderr)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    t3 = build_t3(manifest)
+    save_file({k: v.detach().clone().contiguous() for k, v in t3.state_dict().items()}, str(path / "t3_cfg.safetensors"))
+    for name in ("ve.safetensors", "s3gen.safetensors", "tokenizer.json"):
+        link = path / name
+        if not link.exists():
+            link.symlink_to((base / name).resolve())
+    manifest.write(path)
+    (path / ".complete").write_text("ok\n")
+    return path
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def stop_token_off(t3) -> Iterator[None]:
+    """Every generation runs to its budget: upstream's loop and ours both read the stop
+    token from the config, and -1 is never sampled."""
+    old = t3.hp.stop_speech_token
+    t3.hp.stop_speech_token = -1
+    try:
+        yield
+    finally:
+        t3.hp.stop_speech_token = old
+
+
+def voice_clip(seconds: float, seed: int) -> Clip:
+    """A voice-like harmonic tone (the reference encoders need structure, not speech)."""
+    sr = 24_000
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = (110 + 30 * seed) * (1 + 0.08 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6)))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    wave = sum((0.5 / k) * np.sin(k * phase) for k in range(1, 8))
+    envelope = 0.5 + 0.5 * np.abs(np.sin(2 * np.pi * 2.5 * t))
+    return Clip((0.3 * wave * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32), sr)
+
+
+def make_jobs(voices: list, n: int, offset: int = 0) -> list[SynthesisRequest]:
+    return [
+        SynthesisRequest(f"job{offset + i}", voices[(offset + i) % len(voices)], TEXTS[(offset + i) % len(TEXTS)],
+                         GenerationParams(seed=offset + i))
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Row:
+    name: str
+    batch: int
+    jobs: int
+    t3_tok_s: float
+    s3gen_audio_s_s: float | None  # None: not measured
+    jobs_s: float
+    audio_s_s: float
+    estimated: bool = False
+
+
+# --- the two sides ---------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def upstream_job(engine: ChatterboxEngine, req: SynthesisRequest, tokens: int, with_s3gen: bool
+                 ) -> tuple[float, float, int, float]:
+    """One job as `ChatterboxTTS.generate` runs it. (t3 s, s3gen+watermark s, tokens, audio s)"""
+    import torch.nn.functional as F
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+    from chatterbox.tts import punc_norm
+
+    model, device = engine.model, engine.info.device
+    p = req.params
+    torch.manual_seed(p.seed or 0)
+    t0 = time.perf_counter()
+    cond = T3Cond(speaker_emb=req.voice.t3.speaker_emb, cond_prompt_speech_tokens=req.voice.t3.cond_prompt_speech_tokens,
+                  emotion_adv=p.exaggeration * torch.ones(1, 1, 1)).to(device=device)
+    text = model.tokenizer.text_to_tokens(punc_norm(req.text)).to(device)
+    text = torch.cat([text, text], dim=0)
+    text = F.pad(F.pad(text, (1, 0), value=model.t3.hp.start_text_token), (0, 1), value=model.t3.hp.stop_text_token)
+    speech = model.t3.inference(t3_cond=cond, text_tokens=text, max_new_tokens=tokens, temperature=p.temperature,
+                                cfg_weight=p.cfg_weight, repetition_penalty=p.repetition_penalty, min_p=p.min_p,
+                                top_p=p.top_p)[0]
+    n = int(speech.numel())
+    sync(device)
+    t1 = time.perf_counter()
+    if not with_s3gen:
+        return t1 - t0, 0.0, n, 0.0
+    # generate() calls drop_invalid_tokens first, which asserts on the several start/stop
+    # tokens a run past the stop can hold; with no stop the plain filter is what it amounts to.
+    speech = speech[speech < 6561].to(device)
+    wav, _ = model.s3gen.inference(speech_tokens=speech, ref_dict=req.voice.gen)
+    wav = wav.squeeze(0).detach().cpu().numpy()
+    model.watermarker.apply_watermark(wav, sample_rate=model.sr)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, n, len(wav) / model.sr
+
+
+def measure_upstream(engine: ChatterboxEngine, voices: list, jobs: int, tokens: int, with_s3gen: bool) -> Row:
+    t3_s = s3_s = audio = 0.0
+    n_tok = 0
+    for req in make_jobs(voices, jobs):
+        a, b, n, sec = upstream_job(engine, req, tokens, with_s3gen)
+        t3_s, s3_s, n_tok, audio = t3_s + a, s3_s + b, n_tok + n, audio + sec
+    total = t3_s + s3_s
+    return Row("upstream", 1, jobs, n_tok / t3_s, audio / s3_s if with_s3gen else None,
+               jobs / total, audio / total if with_s3gen else 0.0, estimated=not with_s3gen)
+
+
+def measure_batched_t3(engine: ChatterboxEngine, voices: list, batch: int) -> tuple[float, int]:
+    rows = [r for i, req in enumerate(make_jobs(voices, batch)) for r in engine.plan(i, req).rows]
+    sync(engine.info.device)
+    t0 = time.perf_counter()
+    outs = generate(engine.model.t3, rows)
+    sync(engine.info.device)
+    return time.perf_counter() - t0, sum(int(o.tokens.numel()) for o in outs)
+
+
+def measure_batched(engine: ChatterboxEngine, voices: list, batch: int) -> Row:
+    outs = engine.synthesize(make_jobs(voices, batch))
+    failures = [o for o in outs if isinstance(o, BaseException)]
+    if failures:
+        raise RuntimeError(f"batched synthesis failed: {failures[0]!r}")
+    st = engine.last_stats
+    assert st is not None
+    # T3 tokens including the special ones the engine drops, as upstream's count includes them
+    t3_tokens = batch * engine.max_speech_tokens
+    return Row("batched", batch, batch, t3_tokens / st.t3_seconds, st.audio_seconds / st.s3gen_seconds,
+               batch / st.total_seconds, st.audio_seconds / st.total_seconds)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--ckpt", type=Path, default=None,
+                    help="checkpoint folder (default: the tiny test checkpoint's files with a plain random T3)")
+    ap.add_argument("--full-size", action="store_true", help="a random full-size T3 (Llama_520M) instead of the tiny one")
+    ap.add_argument("--tokens", type=int, default=100, help="speech tokens per job (fixed budget)")
+    ap.add_argument("--batch-sizes", default="1,4,8,16,32")
+    ap.add_argument("--upstream-jobs", type=int, default=None, help="upstream jobs to time (default cpu 4, cuda 8)")
+    ap.add_argument("--s3gen-max-batch", type=int, default=None,
+                    help="run S3Gen only for batches up to this size (default cpu 4, cuda: all)")
+    ap.add_argument("--no-s3gen", action="store_true", help="time T3 only")
+    ap.add_argument("--s3gen-batched", choices=["auto", "yes", "no"], default="auto",
+                    help="S3Gen flow batched or per job (default: the engine's choice for the device)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    args = ap.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    on_cpu = args.device == "cpu"
+    sizes = [int(x) for x in args.batch_sizes.split(",")]
+    upstream_jobs = args.upstream_jobs or (4 if on_cpu else 8)
+    s3_max = 0 if args.no_s3gen else (args.s3gen_max_batch if args.s3gen_max_batch is not None else
+                                      (4 if on_cpu else max(sizes)))
+
+    ckpt = args.ckpt or bench_checkpoint(tiny_checkpoint(), full_size=args.full_size)
+    engine = ChatterboxEngine.load(ckpt, device=args.device, max_speech_tokens=args.tokens)
+    engine.max_speech_tokens = args.tokens  # the manifest's test cap must not shorten the budget
+    if args.s3gen_batched != "auto":
+        engine.s3gen_batched = args.s3gen_batched == "yes"
+    voices = [engine.prepare_voice(voice_clip(s, i)) for i, s in enumerate([3.0, 2.5, 4.0])]
+    print(f"device={args.device} ckpt={ckpt} t3={'full-size' if args.full_size else 'as in checkpoint'} "
+          f"tokens/job={args.tokens} s3gen_batched={engine.s3gen_batched} threads={torch.get_num_threads()}")
+
+    rows: list[Row] = []
+    with stop_token_off(engine.model.t3):
+        # Warm-up: the first S3Gen and T3 calls in a process pay one-time costs.
+        upstream_job(engine, make_jobs(voices, 1)[0], min(args.tokens, 20), s3_max > 0)
+        if s3_max > 0:
+            engine.synthesize(make_jobs(voices, 1))
+        else:
+            measure_batched_t3(engine, voices, 2)
+
+        up = measure_upstream(engine, voices, upstream_jobs, args.tokens, s3_max > 0)
+        rows.append(up)
+        print(f"  upstream: {upstream_jobs} jobs measured", file=sys.stderr)
+        per_job_rest: float | None = None  # measured end-to-end seconds per job beyond T3
+        audio_per_job = 0.0
+        for b in sizes:
+            if b <= s3_max:
+                row = measure_batched(engine, voices, b)
+                st = engine.last_stats
+                assert st is not None
+                per_job_rest = (st.total_seconds - st.t3_seconds) / b
+                audio_per_job = st.audio_seconds / b
+            else:
+                t3_s, n_tok = measure_batched_t3(engine, voices, b)
+                row = Row("batched", b, b, n_tok / t3_s, None, 0.0, 0.0, estimated=True)
+                if per_job_rest is not None:
+                    total = t3_s + per_job_rest * b
+                    row.jobs_s, row.audio_s_s = b / total, audio_per_job * b / total
+                else:
+                    row.jobs_s = b / t3_s  # T3 only
+            rows.append(row)
+            print(f"  batch {b}: done", file=sys.stderr)
+
+    def fmt(x: float | None, est: bool = False) -> str:
+        if x is None:
+            return "-"
+        return f"{x:,.2f}" + ("*" if est else "")
+
+    header = f"{'path':<9} {'batch':>5} {'T3 tok/s':>12} {'S3Gen aud-s/s':>14} {'jobs/s':>9} {'aud-s/s':>9} " \
+             f"{'T3 x':>7} {'e2e x':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        t3x = r.t3_tok_s / up.t3_tok_s
+        e2ex = r.jobs_s / up.jobs_s
+        print(f"{r.name:<9} {r.batch:>5} {fmt(r.t3_tok_s):>12} {fmt(r.s3gen_audio_s_s):>14} "
+              f"{fmt(r.jobs_s, r.estimated):>9} {fmt(r.audio_s_s, r.estimated):>9} {t3x:>6.2f}x {e2ex:>6.2f}x")
+    if any(r.estimated for r in rows):
+        print("* estimated: T3 measured, S3Gen + watermark at the per-job cost measured at the largest "
+              f"batch that ran S3Gen (batches <= {s3_max})" if s3_max else "* T3 only (S3Gen not run)")
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
+    b16 = next((r for r in rows if r.name == "batched" and r.batch == 16), None)
+    t3_ratio = b16.t3_tok_s / up.t3_tok_s if b16 else float("nan")
+    e2e_ratio = b16.jobs_s / up.jobs_s if b16 else float("nan")
+    print(f"t3_batch16_vs_upstream={t3_ratio:.2f} e2e_batch16_vs_upstream={e2e_ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
