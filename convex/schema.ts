@@ -49,6 +49,9 @@ export const jobFields = {
   resultKey: v.optional(v.string()),
   speechTokens: v.optional(v.number()),
   resultSeconds: v.optional(v.number()),
+  // The job's share of its engine pass (the pass's wall time over its jobs): what it cost in
+  // GPU time, where processingTime is what the user waited.
+  gpuSeconds: v.optional(v.number()),
   idempotencyKey: v.optional(v.string()),
   owner: v.optional(v.string()),
   callbackUrl: v.optional(v.string()),
@@ -78,5 +81,8 @@ export default defineSchema({
     // Sums over completed jobs (the only status these grow in).
     processingTime: v.number(),
     resultSeconds: v.number(),
+    // Sum of the gpuSeconds of the jobs now in this status (completed and failed ones carry
+    // them). Optional: rows written before it existed read as 0.
+    gpuSeconds: v.optional(v.number()),
   }).index("by_scope_status", ["scope", "status"]),
 });

@@ -76,11 +76,13 @@ async function recount(t: Backend, userId?: string) {
     for (const d of docs) byStatus[d.status] += 1;
     const done = docs.filter((d) => d.status === "completed");
     const time = done.reduce((s, d) => s + (d.processingTime ?? 0), 0);
+    const spent = docs.filter((d) => d.status === "completed" || d.status === "failed");
     return {
       total: docs.length,
       byStatus,
       avgProcessingTime: done.length ? time / done.length : null,
       audioSecondsGenerated: done.reduce((s, d) => s + (d.resultSeconds ?? 0), 0),
+      totalGpuSeconds: spent.reduce((s, d) => s + (d.gpuSeconds ?? 0), 0),
     };
   });
 }
@@ -124,7 +126,7 @@ describe("visibility", () => {
 
   test("ping reports the functions' version", async () => {
     const t = setup();
-    expect(await t.query(internal.voiceCloneJobs.ping, {})).toEqual({ ok: true, functionsVersion: 1 });
+    expect(await t.query(internal.voiceCloneJobs.ping, {})).toEqual({ ok: true, functionsVersion: 2 });
   });
 });
 
@@ -256,6 +258,7 @@ describe("leases", () => {
       speechTokens: 42,
       audioSeconds: 1.68,
       processingTime: 3.5,
+      gpuSeconds: 0.875,
     };
     const late = await errorData(
       t.mutation(internal.voiceCloneJobs.completeJob, { jobId: first.jobId, leaseId: first.leaseId!, result, now: T0 + 40 }),
@@ -275,6 +278,7 @@ describe("leases", () => {
       speechTokens: 42,
       resultSeconds: 1.68,
       processingTime: 3.5,
+      gpuSeconds: 0.875,
     });
     expect(done.leaseId).toBeUndefined();
     expect(done.error).toBeUndefined();
@@ -442,6 +446,7 @@ describe("queries", () => {
                 speechTokens: 10,
                 audioSeconds: 0.4 + r,
                 processingTime: 1 + r,
+                gpuSeconds: (1 + r) / 4,
               },
             });
           } else if (r < 0.8) {
@@ -472,6 +477,7 @@ describe("queries", () => {
       if (expected.avgProcessingTime === null) expect(stats.avgProcessingTime).toBeNull();
       else expect(stats.avgProcessingTime).toBeCloseTo(expected.avgProcessingTime, 9);
       expect(stats.audioSecondsGenerated).toBeCloseTo(expected.audioSecondsGenerated, 9);
+      expect(stats.totalGpuSeconds).toBeCloseTo(expected.totalGpuSeconds, 9);
     }
     const all = await recount(t);
     expect(all.byStatus.completed + all.byStatus.failed).toBeGreaterThan(0);
@@ -485,7 +491,44 @@ describe("queries", () => {
       pending: 0,
       avgProcessingTime: null,
       totalProcessingTime: 0,
+      totalGpuSeconds: 0,
       oldestPendingCreatedAt: null,
     });
+  });
+
+  test("GPU seconds: each job's share, summed over completed and failed jobs", async () => {
+    const t = setup();
+    // Three jobs of one 6 s engine pass: each waited 6 s and used a third of the pass.
+    await create(t);
+    await create(t);
+    await create(t, { userId: "user_2" });
+    for (const job of await claim(t, T0 + 1, 3)) {
+      await t.mutation(internal.voiceCloneJobs.completeJob, {
+        jobId: job.jobId,
+        leaseId: job.leaseId!,
+        now: T0 + 7,
+        result: {
+          voiceId: "voice_0123456789abcdef",
+          resultKey: `results/${job.jobId}-${job.leaseId}.mp3`,
+          voiceKey: "voices/voice_0123456789abcdef.pt",
+          speechTokens: 10,
+          audioSeconds: 0.4,
+          processingTime: 6,
+          gpuSeconds: 2,
+        },
+      });
+    }
+    // A failed job that carries a share (written by a store that records one on failure).
+    const failed = await create(t, { status: "failed", gpuSeconds: 1.5, completedAt: T0 + 5 });
+    const stats = await t.query(api.voiceCloneJobs.getStats, {});
+    expect(stats).toMatchObject({ completed: 3, failed: 1, totalProcessingTime: 18 });
+    expect(stats.totalGpuSeconds).toBeCloseTo(7.5, 9);
+    expect((await t.query(api.voiceCloneJobs.getStats, { userId: "user_1" })).totalGpuSeconds).toBeCloseTo(5.5, 9);
+    expect((await t.query(api.voiceCloneJobs.getStats, { userId: "user_2" })).totalGpuSeconds).toBeCloseTo(2, 9);
+    // Requeued, the failed job is pending again: its share leaves the failed totals, as a
+    // recount of jobs by status would have it.
+    await t.mutation(internal.voiceCloneJobs.requeueJob, { jobId: failed.jobId, now: T0 + 10 });
+    expect((await t.query(api.voiceCloneJobs.getStats, {})).totalGpuSeconds).toBeCloseTo(6, 9);
+    expect((await recount(t)).totalGpuSeconds).toBeCloseTo(6, 9);
   });
 });

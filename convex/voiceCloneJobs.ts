@@ -22,7 +22,7 @@ import type { Job, JobStatus } from "./model/transitions";
 
 // Bumped when the functions' arguments or results change; the Python store checks it on ping
 // so an outdated deployment is reported as "run npx convex deploy" rather than odd failures.
-const FUNCTIONS_VERSION = 1;
+const FUNCTIONS_VERSION = 2;
 
 const STATUSES: JobStatus[] = ["pending", "processing", "completed", "failed", "cancelled"];
 const MAX_LIST = 1000;
@@ -138,7 +138,7 @@ export const getJobStatus = query({
   },
 });
 
-/** Totals by status and processing time, for everyone or for one user. */
+/** Totals by status, processing time and GPU time, for everyone or for one user. */
 export const getStats = query({
   args: { userId: v.optional(v.string()) },
   handler: async (ctx, args) => {
@@ -148,6 +148,8 @@ export const getStats = query({
       number
     >;
     const completed = counts.get("completed");
+    // GPU time spent: each job's share of its engine pass, so a batch counts its pass once.
+    const totalGpuSeconds = (completed?.gpuSeconds ?? 0) + (counts.get("failed")?.gpuSeconds ?? 0);
     const oldestPending =
       args.userId === undefined
         ? await ctx.db
@@ -168,6 +170,7 @@ export const getStats = query({
       avgProcessingTime: completed && completed.count > 0 ? completed.processingTime / completed.count : null,
       totalProcessingTime: completed?.processingTime ?? 0,
       audioSecondsGenerated: completed?.resultSeconds ?? 0,
+      totalGpuSeconds,
       oldestPendingCreatedAt: oldestPending?.createdAt ?? null,
     };
   },

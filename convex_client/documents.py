@@ -36,6 +36,7 @@ JOB_FIELDS: dict[str, str] = {
     "speech_tokens": "speechTokens",
     "result_seconds": "resultSeconds",
     "processing_time": "processingTime",
+    "gpu_seconds": "gpuSeconds",
     "error": "error",
     "idempotency_key": "idempotencyKey",
     "owner": "owner",
@@ -54,7 +55,7 @@ WORKER_FIELDS: dict[str, str] = {
 _INTS = {"priority", "attempts", "max_attempts", "speech_tokens"}
 _FLOATS = {
     "created_at", "updated_at", "audio_seconds", "next_attempt_at", "lease_expires_at", "started_at",
-    "completed_at", "result_seconds", "processing_time",
+    "completed_at", "result_seconds", "processing_time", "gpu_seconds",
 }
 
 
@@ -122,4 +123,5 @@ def result_to_document(result: JobResult) -> dict[str, Any]:
         "speechTokens": int(result.speech_tokens),
         "audioSeconds": float(result.audio_seconds),
         "processingTime": float(result.processing_time),
+        "gpuSeconds": float(result.gpu_seconds),
     }

@@ -26,7 +26,7 @@ from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, Co
 
 MODULE = "voiceCloneJobs"
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
-FUNCTIONS_VERSION = 1
+FUNCTIONS_VERSION = 2
 # Bounds of the TypeScript functions (MAX_CLAIM, MAX_LIST there).
 MAX_CLAIM = 256
 MAX_LIST = 1000
@@ -208,6 +208,7 @@ class ConvexJobStore:
             total_processing_time=float(s.get("totalProcessingTime") or 0.0),
             oldest_pending_created_at=float(oldest) if oldest is not None else None,
             audio_seconds_generated=float(s.get("audioSecondsGenerated") or 0.0),
+            total_gpu_seconds=float(s.get("totalGpuSeconds") or 0.0),
             user_id=user_id,
         )
 

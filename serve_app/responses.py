@@ -73,7 +73,9 @@ def job_summary(job: Job) -> dict[str, Any]:
 
 
 def stats_body(stats: JobStats, *, gpu_hourly_price: float) -> dict[str, Any]:
-    gpu_hours = stats.total_processing_time / 3600.0
+    # GPU time is each job's share of its engine pass, not its processing time: a batch of 8
+    # in one 10 s pass costs 10 GPU seconds, though each of its jobs took 10 s.
+    gpu_hours = stats.total_gpu_seconds / 3600.0
     return {
         "userId": stats.user_id,
         "total": stats.total,
@@ -83,6 +85,7 @@ def stats_body(stats: JobStats, *, gpu_hourly_price: float) -> dict[str, Any]:
         "completed": stats.by_status.get("completed", 0),
         "failed": stats.by_status.get("failed", 0),
         "avgProcessingTime": stats.avg_processing_time,
+        "gpuSeconds": stats.total_gpu_seconds,
         "gpuHours": gpu_hours,
         "gpuHourlyPrice": gpu_hourly_price,
         "estimatedCost": round(gpu_hours * gpu_hourly_price, 6),

@@ -110,7 +110,8 @@ def cost_at(gpu_hours: float, price_per_hour: float) -> float:
 
 @dataclass(frozen=True)
 class CostView:
-    gpu_hours: float  # the server's: summed processing times
+    gpu_hours: float  # the server's: summed GPU shares (each job's part of its engine pass)
+    gpu_seconds: float | None  # the same in seconds; None from a server that does not report it
     price_per_hour: float
     estimated_cost: float
     seed_gpu_hours: float  # total x avg, as the seed computes it
@@ -125,7 +126,10 @@ def cost_view(stats: Stats, price_per_hour: float | None) -> CostView:
         estimated = stats.estimated_cost
     else:
         estimated = cost_at(stats.gpu_hours, price)
-    return CostView(gpu_hours=stats.gpu_hours, price_per_hour=price, estimated_cost=estimated,
+    gpu_seconds = stats.body.get("gpuSeconds")
+    return CostView(gpu_hours=stats.gpu_hours,
+                    gpu_seconds=float(gpu_seconds) if isinstance(gpu_seconds, (int, float)) else None,
+                    price_per_hour=price, estimated_cost=estimated,
                     seed_gpu_hours=seed_hours, seed_estimated_cost=cost_at(seed_hours, price))
 
 
@@ -458,7 +462,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"{'avg processing time':<28} {format_duration(stats.avg_processing_time)}")
     if stats.audio_seconds_generated is not None:
         print(f"{'audio generated':<28} {format_duration(stats.audio_seconds_generated)}")
-    print(f"{'GPU-hours':<28} {cost.gpu_hours:.4f}  (sum of processing times)")
+    if cost.gpu_seconds is not None:
+        print(f"{'GPU time':<28} {format_duration(cost.gpu_seconds)}  (each job's share of its engine pass)")
+    print(f"{'GPU-hours':<28} {cost.gpu_hours:.4f}")
     print(f"{'estimated cost':<28} {format_money(cost.estimated_cost)}  at ${cost.price_per_hour:.2f}/h")
     print(f"{'seed estimate':<28} {cost.seed_gpu_hours:.4f} GPU-h = total x avg / 3600"
           f"  -> {format_money(cost.seed_estimated_cost)}")

@@ -92,6 +92,10 @@ class JobResult:
     speech_tokens: int
     audio_seconds: float
     processing_time: float
+    # This job's share of the GPU: its engine pass's wall time divided among the pass's jobs.
+    # processing_time is what the user waited; gpu_seconds is what the job cost, so batched
+    # jobs are not billed once each for the same pass.
+    gpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class Job:
     speech_tokens: int | None = None
     result_seconds: float | None = None
     processing_time: float | None = None
+    gpu_seconds: float | None = None
     error: str | None = None
     idempotency_key: str | None = None
     owner: str | None = None
@@ -241,6 +246,7 @@ def complete(job: Job, *, lease_id: str, result: JobResult, now: float) -> Job:
         speech_tokens=result.speech_tokens,
         result_seconds=result.audio_seconds,
         processing_time=result.processing_time,
+        gpu_seconds=result.gpu_seconds,
         error=None,
         updated_at=now,
     )

@@ -248,6 +248,10 @@ class Worker:
     async def _finalize(
         self, batch: list[Job], outcomes: list[Produced | BaseException], elapsed: float, lost: set[str]
     ) -> None:
+        # `batch` is one engine pass. Every job in it waited the whole pass (processing_time),
+        # but they shared the GPU: each is charged an equal share, so a pass's shares add up to
+        # its wall time once, however many jobs it held. Failed rows' shares are not recorded.
+        share = elapsed / len(batch) if batch else 0.0
         for job, outcome in zip(batch, outcomes):
             lease = job.lease_id or ""
             try:
@@ -267,6 +271,7 @@ class Worker:
                     speech_tokens=outcome.speech_tokens,
                     audio_seconds=outcome.audio_seconds,
                     processing_time=round(elapsed, 3),
+                    gpu_seconds=round(share, 3),
                 )
                 await self._record(lambda: self.jobs.complete(job.job_id, lease_id=lease, result=result))
             except StaleLease:

@@ -10,9 +10,29 @@ export function userScope(userId: string): string {
   return `user:${userId}`;
 }
 
-export type Count = { count: number; processingTime: number; resultSeconds: number };
+export type Count = { count: number; processingTime: number; resultSeconds: number; gpuSeconds: number };
 
-const ZERO: Count = { count: 0, processingTime: 0, resultSeconds: 0 };
+/** What one job adds to the totals of the status it is in. */
+function contribution(job: Job): Count {
+  const completed = job.status === "completed";
+  // A failed attempt held the GPU too: its share counts wherever one was recorded.
+  const spent = completed || job.status === "failed";
+  return {
+    count: 1,
+    processingTime: completed ? (job.processingTime ?? 0) : 0,
+    resultSeconds: completed ? (job.resultSeconds ?? 0) : 0,
+    gpuSeconds: spent ? (job.gpuSeconds ?? 0) : 0,
+  };
+}
+
+function negate(c: Count): Count {
+  return {
+    count: -c.count,
+    processingTime: -c.processingTime,
+    resultSeconds: -c.resultSeconds,
+    gpuSeconds: -c.gpuSeconds,
+  };
+}
 
 async function adjust(
   ctx: MutationCtx,
@@ -32,22 +52,22 @@ async function adjust(
     count: row.count + delta.count,
     processingTime: row.processingTime + delta.processingTime,
     resultSeconds: row.resultSeconds + delta.resultSeconds,
+    gpuSeconds: (row.gpuSeconds ?? 0) + delta.gpuSeconds,
   });
 }
 
-/** Account for a job moving from `before` (null for a new job) to `after`. */
+/** Account for a job moving from `before` (null for a new job) to `after`: the status it leaves
+ * loses what the job added to it, the status it enters gains the job's new contribution. */
 export async function recordTransition(ctx: MutationCtx, before: Job | null, after: Job): Promise<void> {
   if (before !== null && before.status === after.status) {
     return;
   }
-  // Completed is terminal, so its sums only ever grow.
-  const entering: Count =
-    after.status === "completed"
-      ? { count: 1, processingTime: after.processingTime ?? 0, resultSeconds: after.resultSeconds ?? 0 }
-      : { count: 1, processingTime: 0, resultSeconds: 0 };
+  // Completed is terminal, so its sums only ever grow; a failed job can be requeued and leaves
+  // the failed totals again.
+  const entering = contribution(after);
   for (const scope of [ALL_SCOPE, userScope(after.userId)]) {
     if (before !== null) {
-      await adjust(ctx, scope, before.status, { ...ZERO, count: -1 });
+      await adjust(ctx, scope, before.status, negate(contribution(before)));
     }
     await adjust(ctx, scope, after.status, entering);
   }
@@ -58,5 +78,15 @@ export async function readCounts(ctx: QueryCtx, scope: string): Promise<Map<JobS
     .query("voiceCloneJobCounts")
     .withIndex("by_scope_status", (q) => q.eq("scope", scope))
     .collect();
-  return new Map(rows.map((r) => [r.status, { count: r.count, processingTime: r.processingTime, resultSeconds: r.resultSeconds }]));
+  return new Map(
+    rows.map((r) => [
+      r.status,
+      {
+        count: r.count,
+        processingTime: r.processingTime,
+        resultSeconds: r.resultSeconds,
+        gpuSeconds: r.gpuSeconds ?? 0,
+      },
+    ]),
+  );
 }

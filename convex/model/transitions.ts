@@ -51,6 +51,7 @@ export const jobResult = v.object({
   speechTokens: v.number(),
   audioSeconds: v.number(),
   processingTime: v.number(),
+  gpuSeconds: v.number(),
 });
 export type JobResult = Infer<typeof jobResult>;
 
@@ -130,6 +131,7 @@ export function complete(job: Job, args: { leaseId: string; result: JobResult; n
     speechTokens: r.speechTokens,
     resultSeconds: r.audioSeconds,
     processingTime: r.processingTime,
+    gpuSeconds: r.gpuSeconds,
     error: undefined,
     updatedAt: args.now,
   };

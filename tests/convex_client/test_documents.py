@@ -14,7 +14,7 @@ def full_job() -> Job:
         status=JobStatus.COMPLETED, attempts=2, lease_id="abc", lease_expires_at=1_700_000_060.5, started_at=1.5,
         completed_at=2.5, worker_info=WorkerInfo("production", "rocm", "w1", "node-1", "droplet-9"),
         voice_id="voice_0123456789abcdef", voice_key="voices/voice_0123456789abcdef.pt", result_key="results/a.mp3",
-        speech_tokens=40, result_seconds=1.6, processing_time=3.25, error="old error",
+        speech_tokens=40, result_seconds=1.6, processing_time=3.25, gpu_seconds=0.8125, error="old error",
     )
 
 
@@ -29,6 +29,7 @@ def test_a_full_job_round_trips_with_convex_names_and_types() -> None:
     assert doc["workerInfo"] == {"environment": "production", "gpuType": "rocm", "workerId": "w1", "nodeId": "node-1",
                                  "dropletId": "droplet-9"}
     assert isinstance(doc["createdAt"], float) and isinstance(doc["audioSeconds"], float)
+    assert (doc["processingTime"], doc["gpuSeconds"]) == (3.25, 0.8125)
     # Convex numbers are floats: integers may come back as 2.0 and must still be ints.
     back = job_from_document({**doc, "attempts": 2.0, "priority": 2.0, "speechTokens": 40.0, "_id": "x",
                               "_creationTime": 1.0})
@@ -51,8 +52,8 @@ def test_worker_without_id_or_droplet() -> None:
 
 
 def test_result_document() -> None:
-    result = JobResult("voice_0123456789abcdef", "results/a.mp3", "voices/v.pt", 12, 0.48, 2.0)
+    result = JobResult("voice_0123456789abcdef", "results/a.mp3", "voices/v.pt", 12, 0.48, 2.0, gpu_seconds=0.25)
     assert result_to_document(result) == {
         "voiceId": "voice_0123456789abcdef", "resultKey": "results/a.mp3", "voiceKey": "voices/v.pt",
-        "speechTokens": 12, "audioSeconds": 0.48, "processingTime": 2.0,
+        "speechTokens": 12, "audioSeconds": 0.48, "processingTime": 2.0, "gpuSeconds": 0.25,
     }

@@ -93,7 +93,7 @@ def test_frontends_read_jobs_through_the_public_queries(store: ConvexJobStore, f
 
 
 def test_an_outdated_deployment_says_to_deploy(store: ConvexJobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(convex_store_module, "FUNCTIONS_VERSION", 2)
+    monkeypatch.setattr(convex_store_module, "FUNCTIONS_VERSION", convex_store_module.FUNCTIONS_VERSION + 1)
     with pytest.raises(StoreUnavailable, match="npx convex deploy"):
         store.ping()
 

@@ -18,8 +18,10 @@ import pytest
 import test_voice_cloning_queue as script
 from tests.support.audio import decode_mp3, voice_file
 from tests.support.server import VoiceqServer, free_port
+from serve_app.responses import stats_body
 from voiceq import cli
 from voiceq.client import JobState, Stats, VoiceqClient
+from voiceq.store import JobStats
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "3f2a1b4c-0000-4000-8000-000000000001"
@@ -65,6 +67,34 @@ def test_seed_cost_formula_and_the_servers_summed_hours() -> None:
     assert at_server_price.seed_gpu_hours == pytest.approx(0.12)  # counts the failed jobs too
     h100 = cli.cost_view(stats, 3.39)
     assert h100.estimated_cost == pytest.approx(0.339) and h100.seed_estimated_cost == pytest.approx(0.4068)
+    assert h100.gpu_seconds is None  # a server that does not report GPU seconds
+
+
+def test_stats_count_a_batched_pass_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Eight jobs that shared one 10 s engine pass: each waited 10 s, together they used 10 GPU seconds.
+    by_status = {"pending": 0, "processing": 0, "completed": 8, "failed": 0, "cancelled": 0}
+    stats = JobStats(total=8, by_status=by_status, avg_processing_time=10.0, total_processing_time=80.0,
+                     audio_seconds_generated=16.0, total_gpu_seconds=10.0, user_id="alice")
+    body = stats_body(stats, gpu_hourly_price=1.99)
+    assert body["gpuSeconds"] == 10.0 and body["gpuHours"] == pytest.approx(10 / 3600)
+    assert body["avgProcessingTime"] == 10.0  # what each user waited stays the wall time
+    assert body["estimatedCost"] == pytest.approx(10 / 3600 * 1.99, abs=1e-6)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    monkeypatch.setattr(cli, "VoiceqClient", lambda url, api_key=None: VoiceqClient(url, transport=transport))
+
+    assert cli.main(["stats", "--user", "alice"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "GPU time                     10.0s  (each job's share of its engine pass)" in lines
+    assert "GPU-hours                    0.0028" in lines
+    assert f"estimated cost               {cli.format_money(body['estimatedCost'])}  at $1.99/h" in lines
+    # The seed's formula still counts the pass eight times, for comparison.
+    assert any(line.startswith("seed estimate                0.0222 GPU-h") for line in lines)
+
+    assert cli.main(["--json", "stats", "--user", "alice", "--price-per-hour", "3.39"]) == 0
+    numbers = json.loads(capsys.readouterr().out)
+    assert numbers["gpuSeconds"] == 10.0 and numbers["pricePerHour"] == 3.39
+    assert numbers["estimatedCostAtPrice"] == pytest.approx(10 / 3600 * 3.39)
+    assert numbers["seedEstimatedCost"] == pytest.approx(80 / 3600 * 3.39)
 
 
 def test_progress_rewrites_one_line_on_a_terminal() -> None:

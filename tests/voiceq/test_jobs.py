@@ -11,7 +11,7 @@ from voiceq.jobs import JobResult, JobStatus, RetryPolicy, WorkerInfo
 W = WorkerInfo(environment="production", gpu_type="rocm", worker_id="w1")
 RESULT = JobResult(voice_id="voice_0123456789abcdef", result_key="results/x-1.mp3",
                    voice_key="voices/voice_0123456789abcdef.pt", speech_tokens=20, audio_seconds=0.8,
-                   processing_time=1.5)
+                   processing_time=1.5, gpu_seconds=0.375)
 
 
 def pending(now: float = 100.0, **kw) -> jobs.Job:
@@ -48,6 +48,7 @@ def test_complete_needs_the_current_lease() -> None:
     done = jobs.complete(job, lease_id="L1", result=RESULT, now=120)
     assert done.status is JobStatus.COMPLETED and done.voice_id == RESULT.voice_id
     assert done.completed_at == 120 and done.processing_time == 1.5 and done.lease_id is None
+    assert done.gpu_seconds == 0.375  # its share of the pass, apart from the wall time it waited
     with pytest.raises(StaleLease):  # a second completion never overwrites the first
         jobs.complete(done, lease_id="L1", result=RESULT, now=121)
 
@@ -108,3 +109,10 @@ def test_priority_orders_claims_and_waiting_prevents_starvation() -> None:
 def test_jobs_round_trip_through_dicts() -> None:
     job = jobs.claim(pending(), lease_id="L", lease_s=30, worker=W, now=110)
     assert jobs.Job.from_dict(job.to_dict()) == job
+    done = jobs.complete(job, lease_id="L", result=RESULT, now=120)
+    data = done.to_dict()
+    assert (data["processing_time"], data["gpu_seconds"]) == (1.5, 0.375)
+    assert jobs.Job.from_dict(data) == done
+    # A record written before GPU shares existed reads back without one.
+    del data["gpu_seconds"]
+    assert jobs.Job.from_dict(data).gpu_seconds is None

@@ -53,6 +53,31 @@ def test_a_batch_completes_every_job_and_stores_voice_and_mp3(tmp_path: Path) ->
         assert rate == 24_000 and len(samples) > 0
 
 
+def test_jobs_of_one_pass_share_its_gpu_time(tmp_path: Path) -> None:
+    engine = ToneEngine(batch_s=0.3)
+    manager, worker = make(tmp_path, engine)
+
+    async def scenario() -> list:
+        ids = [(await manager.submit(submission(i))).job_id for i in range(3)]
+        assert await worker.run_once() == 3
+        return [await manager.get(j) for j in ids]
+
+    done = asyncio.run(scenario())
+    assert [len(b) for b in engine.batches] == [3]
+    elapsed = done[0].processing_time
+    assert elapsed is not None and elapsed >= 0.3
+    ms = 1e-3  # times and shares are recorded to the millisecond
+    for job in done:
+        # Each job waited the whole pass, and is charged a third of it.
+        assert job.processing_time == elapsed
+        assert job.gpu_seconds == pytest.approx(elapsed / 3, abs=ms)
+    # The pass is counted once, not three times (each rounding may add half a millisecond).
+    assert sum(j.gpu_seconds or 0.0 for j in done) == pytest.approx(elapsed, abs=2.5 * ms)
+    stats = manager.store.stats()
+    assert stats.total_gpu_seconds == pytest.approx(elapsed, abs=2.5 * ms)
+    assert stats.total_processing_time == pytest.approx(3 * elapsed)
+
+
 def test_a_failing_job_fails_alone_and_is_retried_then_dead_lettered(tmp_path: Path) -> None:
     manager, worker = make(tmp_path, ToneEngine(), max_attempts=2, retry_base_s=0.0)
 
@@ -173,7 +198,7 @@ def test_a_failed_submission_leaves_nothing_behind(tmp_path: Path, broken: str) 
 
 
 def test_claimed_jobs_run_in_passes_within_the_token_budget(tmp_path: Path) -> None:
-    engine = ToneEngine()
+    engine = ToneEngine(batch_s=0.15)  # passes long enough for their GPU shares to tell apart
     manager, worker = make(tmp_path, engine)
     worker.configure(BatchLimits(max_rows=8, token_budget=100))
     worker.tokens_of = lambda job: 60 if "long" in job.sample_text else 20
@@ -187,6 +212,9 @@ def test_claimed_jobs_run_in_passes_within_the_token_budget(tmp_path: Path) -> N
     ids, jobs = asyncio.run(scenario())
     assert engine.batches == [ids[:3], ids[3:]]  # ...two engine passes: 20+60+20, then 20
     assert all(j.status is JobStatus.COMPLETED for j in jobs)
+    # GPU shares divide each pass among its own jobs, not among the whole claim.
+    first, alone = jobs[0].processing_time or 0.0, jobs[3].processing_time or 0.0
+    assert [j.gpu_seconds for j in jobs] == pytest.approx([first / 3] * 3 + [alone], abs=1e-3)
 
 
 def test_a_short_batch_waits_once_to_fill(tmp_path: Path) -> None:

@@ -17,6 +17,10 @@ class JobStats:
     total_processing_time: float
     oldest_pending_created_at: float | None = None
     audio_seconds_generated: float = 0.0
+    # GPU time the jobs used: the sum of the gpu_seconds (each job's share of its engine pass)
+    # of completed and failed jobs. Unlike total_processing_time it counts a batched pass once.
+    # Only completion records a share today, so failed jobs add nothing until fail() records one.
+    total_gpu_seconds: float = 0.0
     user_id: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
 

@@ -265,6 +265,11 @@ class SQLiteJobStore:
                 f" COALESCE(SUM(json_extract(data, '$.result_seconds')), 0) FROM jobs {done_where}",
                 params,
             ).fetchone()
+            # A failed attempt held the GPU too: its share counts wherever one was recorded.
+            spent_where = f"{where} {'AND' if where else 'WHERE'} status IN ('completed', 'failed')"
+            (gpu_s,) = conn.execute(
+                f"SELECT COALESCE(SUM(json_extract(data, '$.gpu_seconds')), 0) FROM jobs {spent_where}", params
+            ).fetchone()
             pending_where = f"{where} {'AND' if where else 'WHERE'} status = 'pending'"
             (oldest,) = conn.execute(f"SELECT MIN(created_at) FROM jobs {pending_where}", params).fetchone()
         by_status = {s.value: int(counts.get(s.value, 0)) for s in JobStatus}
@@ -275,5 +280,6 @@ class SQLiteJobStore:
             total_processing_time=float(total_time),
             oldest_pending_created_at=oldest,
             audio_seconds_generated=float(audio_s),
+            total_gpu_seconds=float(gpu_s),
             user_id=user_id,
         )

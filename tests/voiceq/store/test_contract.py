@@ -87,7 +87,7 @@ def add(store: JobStore, *, now: float = T0, **fields: Any) -> Job:
     return store.create(new_job(job_id=job_id, now=now, **defaults))
 
 
-def result_for(job: Job, *, seconds: float = 1.5, processing: float = 3.0) -> JobResult:
+def result_for(job: Job, *, seconds: float = 1.5, processing: float = 3.0, gpu: float = 0.0) -> JobResult:
     assert job.lease_id is not None
     return JobResult(
         voice_id="voice_0123456789abcdef",
@@ -96,6 +96,7 @@ def result_for(job: Job, *, seconds: float = 1.5, processing: float = 3.0) -> Jo
         speech_tokens=37,
         audio_seconds=seconds,
         processing_time=processing,
+        gpu_seconds=gpu,
     )
 
 
@@ -480,6 +481,37 @@ def test_stats(store: JobStore) -> None:
     assert mine.oldest_pending_created_at == jobs[3].created_at
     theirs = store.stats(user_id="user_2")
     assert theirs.oldest_pending_created_at is None and theirs.by_status["processing"] == 1
+
+
+def test_stats_sum_gpu_shares_once_per_pass(store: JobStore) -> None:
+    assert store.stats().total_gpu_seconds == 0.0
+    # One 6 s engine pass of three jobs (two of user_1's, one of user_2's): each job waited 6 s
+    # and holds a third of the pass.
+    jobs = [add(store, now=T0 + i, user_id="user_1" if i < 2 else "user_2") for i in range(3)]
+    batch = store.claim(worker=WORKER, limit=3, lease_s=30.0, now=T0 + 10)
+    assert {j.job_id for j in batch} == {j.job_id for j in jobs}
+    for claimed in batch:
+        done = store.complete(claimed.job_id, lease_id=claimed.lease_id or "",
+                              result=result_for(claimed, processing=6.0, gpu=2.0), now=T0 + 16)
+        assert (done.processing_time, done.gpu_seconds) == (6.0, 2.0)
+        assert store.get(claimed.job_id) == done
+    add(store, now=T0 + 20)  # pending jobs have used no GPU
+    stats = store.stats()
+    assert stats.total_processing_time == pytest.approx(18.0)
+    assert stats.total_gpu_seconds == pytest.approx(6.0)  # the pass, once
+    assert store.stats(user_id="user_1").total_gpu_seconds == pytest.approx(4.0)
+    assert store.stats(user_id="user_2").total_gpu_seconds == pytest.approx(2.0)
+    assert store.stats(user_id="nobody").total_gpu_seconds == 0.0
+
+    # A failed job that carries a share (a failed attempt held the GPU too) counts while it
+    # is failed; requeued, it is pending again and counts no more.
+    failed = store.create(new_job(job_id=new_job_id(), user_id="user_2", voice_name="V", sample_text="hi",
+                                  audio_key="uploads/f.wav", audio_seconds=2.0, now=T0 + 21)
+                          .replace(status=JobStatus.FAILED, completed_at=T0 + 22, error="x", gpu_seconds=1.5))
+    assert store.stats().total_gpu_seconds == pytest.approx(7.5)
+    assert store.stats(user_id="user_2").total_gpu_seconds == pytest.approx(3.5)
+    store.requeue(failed.job_id, now=T0 + 30)
+    assert store.stats().total_gpu_seconds == pytest.approx(6.0)
 
 
 def test_ping(store: JobStore) -> None:
