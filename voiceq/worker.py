@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 from .audio import from_wav, to_mp3
 from .batching import BatchLimits, plan_batches, worth_waiting
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
+from .engine.text import speech_token_estimate
 from .errors import (BlobNotFound, InvalidInput, JobFailed, ServiceUnavailable, StaleLease, StorageUnavailable,
                      StoreUnavailable)
 from .jobs import Job, JobResult, WorkerInfo, new_voice_id
@@ -103,11 +104,6 @@ class VoiceCache:
             self._items.popitem(last=False)
 
 
-def estimate_speech_tokens(text: str) -> int:
-    """About 25 speech tokens per second of audio and 15 characters per second of speech."""
-    return max(8, int(len(text) * 25 / 15))
-
-
 def generation_params(job: Job) -> GenerationParams:
     raw = dict(job.extra.get("params") or {})
     known = set(GenerationParams.__dataclass_fields__)
@@ -135,7 +131,7 @@ class Worker:
         self.worker = worker
         self.limits = limits
         # Estimated speech tokens of a job, for the token budget of an engine pass.
-        self.tokens_of = tokens_of or (lambda job: estimate_speech_tokens(job.sample_text))
+        self.tokens_of = tokens_of or (lambda job: speech_token_estimate(job.sample_text))
         self.heartbeat_s = heartbeat_s
         self.poll_interval_s = poll_interval_s
         self.voices = voice_cache or VoiceCache()
