@@ -222,7 +222,10 @@ class T3Stack:
         """Feed each row's latest speech token, `step`-th generated (0-based); return the
         next logits (R, V)."""
         t3 = self.t3
-        x = t3.speech_emb(tokens[:, None]) + t3.speech_pos_emb.get_fixed_embedding(step + 1)  # (R, 1, D)
+        # Indexing the table with a Python int is a view; get_fixed_embedding would build a
+        # device tensor from the int, a blocking host-to-device copy on a GPU every step.
+        pos = t3.speech_pos_emb.emb.weight[step + 1]  # (D,)
+        x = t3.speech_emb(tokens[:, None]) + pos  # (R, 1, D)
         col = cache.filled
         cache.key_valid[:, col] = True
         positions = (prefix_lengths + step)[:, None]  # (R, 1): a row's own count of tokens before this one
@@ -253,17 +256,16 @@ class RowSampler:
             return torch.tensor(values, dtype=dtype, device=device)[:, None]  # (n, 1)
 
         self.temperature = col([r.sampling.temperature for r in rows])
-        self.min_p = col([r.sampling.min_p for r in rows])
+        self.log_min_p = col([r.sampling.min_p for r in rows]).log()  # -inf for min_p = 0: keeps all
         self.top_p_cut = col([1.0 - r.sampling.top_p for r in rows])
         self.penalty = col([r.sampling.repetition_penalty for r in rows])
         self.cfg_weight = col([r.sampling.cfg_weight for r in rows])
         self.budget = torch.tensor([r.max_new_tokens for r in rows], device=device)  # (n,)
         self.use_top_p = any(r.sampling.top_p < 1.0 for r in rows)
-        # Upstream's repetition penalty looks at the tokens so far, starting with the
-        # start-of-speech token; a mask of seen tokens is the same thing without the gather.
-        self.seen = torch.zeros(n, vocab, dtype=torch.bool, device=device)  # (n, V)
-        self.seen[:, start_token] = True
         width = max(r.max_new_tokens for r in rows)
+        # Upstream's repetition penalty looks at the tokens so far, starting with the
+        # start-of-speech token: column 0 here, column k + 1 the k-th generated token.
+        self.history = torch.full((n, width + 1), start_token, dtype=torch.long, device=device)  # (n, 1 + max budget)
         u = torch.zeros(n, width)
         for i, r in enumerate(rows):
             u[i, : r.max_new_tokens] = _uniforms(r.seed, r.max_new_tokens)
@@ -294,21 +296,24 @@ class RowSampler:
     def sample(self, logits: Tensor, step: int) -> Tensor:
         """The next token of every row, (n,), from the model's logits (R, V)."""
         g = self.guide(logits)  # (n, V)
-        g = torch.where(self.seen, torch.where(g < 0, g * self.penalty, g / self.penalty), g)
+        seen = self.history[:, : step + 1]  # (n, step + 1), repeats allowed: they get the same value
+        score = g.gather(1, seen)
+        g = g.scatter(1, seen, torch.where(score < 0, score * self.penalty, score / self.penalty))
         g = g / self.temperature
-        probs = torch.softmax(g, dim=-1)
-        g = g.masked_fill(probs < self.min_p * probs.amax(dim=-1, keepdim=True), -math.inf)
+        # min-p: p_i < min_p * p_max, i.e. g_i < g_max + log(min_p), without a softmax
+        g = g.masked_fill(g < g.amax(dim=-1, keepdim=True) + self.log_min_p, -math.inf)
         if self.use_top_p:  # at top_p = 1 the filter removes only zero-probability tokens
             sorted_logits, order = torch.sort(g, descending=False)
             cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (n, V)
             drop_sorted = cumulative <= self.top_p_cut
             drop_sorted[:, -1] = False
             g = g.masked_fill(drop_sorted.scatter(1, order, drop_sorted), -math.inf)
-        cdf = torch.softmax(g, dim=-1).cumsum(dim=-1)  # (n, V)
+        # exp(g - max) unnormalised: the draw scales its target by the total instead
+        cdf = (g - g.amax(dim=-1, keepdim=True)).exp_().cumsum_(dim=-1)  # (n, V)
         target = self.u[:, step : step + 1] * cdf[:, -1:]  # (n, 1)
         token = torch.searchsorted(cdf, target, right=True).squeeze(1)  # (n,): first cdf above target
         token = token.clamp_(max=cdf.size(1) - 1)
-        self.seen.scatter_(1, token[:, None], True)
+        self.history[:, step + 1] = token
         return token
 
     def select(self, keep: list[int], device: torch.device) -> list[int]:
@@ -319,7 +324,7 @@ class RowSampler:
         model_keep = list(keep) + [uncond_row[i] for i in keep if i in uncond_row]
         new_index = {old: new for new, old in enumerate(keep)}
         idx = torch.tensor(keep, dtype=torch.long, device=device)
-        for name in ("temperature", "min_p", "top_p_cut", "penalty", "cfg_weight", "budget", "seen", "u"):
+        for name in ("temperature", "log_min_p", "top_p_cut", "penalty", "cfg_weight", "budget", "history", "u"):
             setattr(self, name, getattr(self, name).index_select(0, idx))
         self.guided = [new_index[i] for i in self.guided if i in new_index]
         self._sync_index(device)
