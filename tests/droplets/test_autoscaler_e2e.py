@@ -1,11 +1,18 @@
 """Ray's real autoscaler drives our provider; only the DigitalOcean API is a stand-in.
 
 A head node starts with ``--autoscaling-config`` pointing at a cluster config whose provider
-is ours and whose API endpoint is the fake. A Ray task asks for the GPU worker type's
-resources; autoscaler v2 calls `create_node`; the fake "boots" the droplet by running the
-launcher from the droplet's own cloud-init user data (``ray start --address=... --block`` with
-RAY_CLOUD_INSTANCE_ID = droplet id); the task runs on that node; after the idle timeout the
-autoscaler terminates the node and the fake shows the droplet destroyed.
+is ours and whose API endpoint is the fake (`tests.droplets.cluster`). When the provider
+creates a droplet, the fake "boots" it by running the launcher from the droplet's own
+cloud-init user data (``ray start --address=... --block`` with the environment file the user
+data writes: RAY_CLOUD_INSTANCE_ID = VOICEQ_DROPLET_ID = droplet id); destroying the droplet
+stops that Ray worker.
+
+- A plain Ray task asks for the GPU worker type's resources: one droplet is created, the task
+  runs on it, and after the idle timeout the droplet is destroyed.
+- The voiceq app in production, remote mode: jobs submitted over HTTP make the queue policy
+  scale the inference deployment up from zero; its GPU replica makes the autoscaler create
+  one droplet; the replica runs there and completes the jobs; the empty queue scales the
+  deployment back to zero and the idle droplet is destroyed.
 
 Every process started here runs in its own session and is stopped by process group; nothing
 else on the machine is touched. Ports are picked free (several Ray clusters may share it).
@@ -14,173 +21,25 @@ else on the machine is touched. Ports are picked free (several Ray clusters may 
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-import yaml
 
-from droplets.tags import cluster_tag, encode_node_tags
-from tests.fakes.digitalocean import TOKEN, FakeDigitalOcean
+from tests.droplets.cluster import (REPO, WORKER_SIZE, WORKER_TYPE, LocalCluster, RayDriver, free_ports,
+                                    local_cluster)
+from tests.support.audio import decode_mp3, voice_file
+from voiceq.store.sqlite import SQLiteJobStore
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[2]
-RAY = str(Path(sys.executable).with_name("ray"))
-CLUSTER = "voiceq-e2e"
-TOKEN_ENV = "VOICEQ_E2E_DO_TOKEN"
-WORKER_TYPE = "gpu_mi300x"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def port_flags() -> list[str]:
-    """Flags that keep a local Ray node off default ports other clusters may hold."""
-    names = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-             "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")
-    return [f"{name}={port}" for name, port in zip(names, free_ports(len(names)), strict=True)]
-
-
-class ProcessGroups:
-    """Processes started in their own sessions, stopped by process group."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, key: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
-        with self._lock:
-            self._procs[key] = proc
-
-    def alive(self, key: str) -> bool:
-        with self._lock:
-            proc = self._procs.get(key)
-        return proc is not None and proc.poll() is None
-
-    def stop(self, key: str) -> None:
-        with self._lock:
-            proc = self._procs.pop(key, None)
-        if proc is None:
-            return
-        for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(proc.pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.2)
-            else:
-                continue
-            break
-        proc.wait(timeout=5)
-
-    def stop_all(self) -> None:
-        with self._lock:
-            keys = list(self._procs)
-        for key in keys:
-            self.stop(key)
-
-
-def heredoc(script: str, marker: str) -> str:
-    match = re.search(rf"<<'{marker}'\n(.*?)\n{marker}\n", script, re.S)
-    assert match, f"user data has no {marker} section"
-    return match.group(1)
-
-
-def boot_command(user_data: str, droplet_id: int) -> tuple[str, dict[str, str]]:
-    """What the droplet's systemd unit would run: the launcher from its user data, with the
-    environment file cloud-init writes (static part from the user data, the droplet id and
-    private IP from the metadata service; locally 127.0.0.1)."""
-    env: dict[str, str] = {}
-    for line in heredoc(user_data, "VOICEQ_ENV_EOF").splitlines():
-        key, _, value = line.partition("=")
-        env[key] = json.loads(value)  # KEY="value" with backslash escapes
-    env.update(RAY_CLOUD_INSTANCE_ID=str(droplet_id), VOICEQ_DROPLET_ID=str(droplet_id),
-               VOICEQ_PRIVATE_IP="127.0.0.1")
-    launcher = heredoc(user_data, "VOICEQ_LAUNCHER_EOF")
-    # Co-located "droplets" share one machine: keep the worker off default ports.
-    launcher = launcher.replace(" --block", " " + " ".join(port_flags()) + " --block")
-    return launcher, env
-
-
-def cluster_config(fake: FakeDigitalOcean, gcs_port: int) -> dict[str, Any]:
-    commands = ("initialization_commands", "setup_commands", "head_setup_commands",
-                "worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands")
-    return {
-        "cluster_name": CLUSTER,
-        "max_workers": 1,
-        "upscaling_speed": 1.0,
-        "idle_timeout_minutes": 0.1,
-        "provider": {
-            "type": "external",
-            "module": "droplets.provider.DigitalOceanNodeProvider",
-            "region": "atl1",
-            "api_endpoint": fake.endpoint,
-            "api_token_env": TOKEN_ENV,
-            "api_token_file": None,
-            "disable_node_updaters": True,
-            "head_address": f"127.0.0.1:{gcs_port}",
-            "cache_ttl_s": 0.5,
-            "active_timeout_s": 120,
-        },
-        "auth": {"ssh_user": "root"},
-        "head_node_type": "head_cpu",
-        "available_node_types": {
-            "head_cpu": {
-                "resources": {"CPU": 1},
-                "node_config": {"size": "s-4vcpu-8gb", "image": "ubuntu-24-04-x64"},
-                "min_workers": 0,
-                "max_workers": 0,
-            },
-            WORKER_TYPE: {
-                "resources": {"CPU": 1, "GPU": 1},
-                "labels": {"accelerator": "mi300x"},
-                "node_config": {
-                    "size": "gpu-mi300x1-192gb",
-                    "image": "gpu-amd-base",
-                    "gpu_runtime": "rocm",
-                    "ray_executable": RAY,
-                    "environment": {"CHATTERBOX_MODE": "remote"},
-                },
-                "min_workers": 0,
-                "max_workers": 1,
-            },
-        },
-        "file_mounts": {},
-        "cluster_synced_files": [],
-        **{key: [] for key in commands},
-    }
 
 
 DRIVER = textwrap.dedent(
@@ -201,21 +60,6 @@ DRIVER = textwrap.dedent(
 )
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str,
-             logs: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            detail = ""
-            if logs is not None:
-                monitor = sorted(logs.glob("session_*/logs/monitor.log"))
-                if monitor:
-                    detail = "\nmonitor.log tail:\n" + "\n".join(
-                        monitor[-1].read_text(errors="replace").splitlines()[-40:])
-            pytest.fail(f"timed out waiting for {what}{detail}")
-        time.sleep(0.5)
-
-
 @pytest.fixture
 def temp_dir() -> Iterator[Path]:
     # Short: Ray's unix socket paths live under it.
@@ -224,68 +68,11 @@ def temp_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def processes(temp_dir: Path) -> Iterator[ProcessGroups]:
-    groups = ProcessGroups()
-    yield groups
-    groups.stop_all()
-
-
-def test_the_autoscaler_adds_and_removes_a_gpu_droplet(
-    processes: ProcessGroups, temp_dir: Path
-) -> None:
-    gcs_port, client_port = free_ports(2)
-    with FakeDigitalOcean(active_after_s=0.5) as fake:
-        foreign = fake.add_foreign_droplet("someone-elses-gpu", size="gpu-mi300x1-192gb")
-        # The head droplet, as `ray up` would have created and tagged it.
-        head_id = fake.add_droplet(
-            f"{CLUSTER}-head", size="s-4vcpu-8gb",
-            tags=(cluster_tag(CLUSTER), *encode_node_tags({
-                "ray-node-type": "head", "ray-user-node-type": "head_cpu",
-                "ray-node-name": f"ray-{CLUSTER}-head", "ray-node-status": "up-to-date",
-                "ray-cluster-name": CLUSTER})),
-        )
-        booted: list[int] = []
-
-        def on_boot(droplet: dict[str, Any], user_data: str | None) -> None:
-            if droplet["id"] == head_id or droplet["id"] == foreign:
-                return
-            assert user_data is not None
-            launcher, env = boot_command(user_data, droplet["id"])
-            booted.append(droplet["id"])
-            processes.start(f"droplet-{droplet['id']}", ["bash", "-c", launcher],
-                            {**os.environ, **env}, temp_dir / f"droplet-{droplet['id']}.log")
-
-        def on_destroy(droplet: dict[str, Any]) -> None:
-            # Destroying a droplet takes its processes with it.
-            processes.stop(f"droplet-{droplet['id']}")
-
-        fake.on_boot = on_boot
-        fake.on_destroy = on_destroy
-
-        config_path = temp_dir / "cluster.yaml"
-        config_path.write_text(yaml.safe_dump(cluster_config(fake, gcs_port)))
-        head_env = {
-            **os.environ,
-            TOKEN_ENV: TOKEN,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "RAY_enable_autoscaler_v2": "1",
-            "RAY_CLOUD_INSTANCE_ID": str(head_id),
-            "RAY_NODE_TYPE_NAME": "head_cpu",
-            "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-            "RAY_USAGE_STATS_ENABLED": "0",
-        }
-        processes.start("head", [
-            RAY, "start", "--head", "--block", f"--port={gcs_port}",
-            "--node-ip-address=127.0.0.1", f"--ray-client-server-port={client_port}",
-            f"--temp-dir={temp_dir}", "--num-cpus=1", "--num-gpus=0",
-            "--include-dashboard=false", f"--autoscaling-config={config_path}",
-            *port_flags(),
-        ], head_env, temp_dir / "head.log")
-
-        address = f"127.0.0.1:{gcs_port}"
+def test_the_autoscaler_adds_and_removes_a_gpu_droplet(temp_dir: Path) -> None:
+    with local_cluster(temp_dir) as cluster:
+        fake = cluster.fake
         driver = subprocess.run(
-            [sys.executable, "-c", DRIVER, address], env={**head_env}, cwd=REPO,
+            [sys.executable, "-c", DRIVER, cluster.address], env=cluster.head_env, cwd=REPO,
             capture_output=True, text=True, timeout=300,
         )
         assert driver.returncode == 0, driver.stdout[-3000:] + driver.stderr[-3000:]
@@ -294,21 +81,208 @@ def test_the_autoscaler_adds_and_removes_a_gpu_droplet(
         creates = fake.requests_to("POST /v2/droplets")
         assert len(creates) == 1, "the autoscaler should have asked for exactly one droplet"
         [worker_id] = creates[0].droplet_ids
-        assert creates[0].body["size"] == "gpu-mi300x1-192gb"
-        assert booted == [worker_id]
+        assert creates[0].body["size"] == WORKER_SIZE
+        assert cluster.booted == [worker_id] and not cluster.boot_errors
         # The task ran on the droplet's Ray node, which carried the droplet's identity.
         assert result["droplet"] == result["instance"] == str(worker_id)
         assert result["miopen"] == "1" and result["mode"] == "remote"
 
         # Idle for 6 s: the autoscaler hands the droplet back.
-        wait_for(lambda: worker_id in fake.destroyed_ids(), 120,
-                 "the idle GPU droplet to be destroyed", logs=temp_dir)
-        assert not processes.alive(f"droplet-{worker_id}")
+        cluster.wait_for(lambda: worker_id in fake.destroyed_ids(), 120, "the idle GPU droplet to be destroyed")
+        assert not cluster.processes.alive(f"droplet-{worker_id}")
         deletes = fake.requests_to("DELETE /v2/droplets/{id}")
         assert {r.droplet_ids for r in deletes} == {(worker_id,)}
-        assert processes.alive("head")
-        assert fake.droplet(head_id) is not None and fake.droplet(foreign) is not None
-        assert not fake.touched_ids() & ({foreign, head_id})
+        assert cluster.processes.alive("head")
+        assert fake.droplet(cluster.head_id) is not None and fake.droplet(cluster.foreign_id) is not None
+        assert not fake.touched_ids() & {cluster.foreign_id, cluster.head_id}
         # Nothing else was created, nothing is left running but the head.
-        assert {d["id"] for d in fake.live_droplets(cluster_tag(CLUSTER))} == {head_id}
-        processes.stop_all()
+        assert {d["id"] for d in fake.live_droplets(cluster.tag)} == {cluster.head_id}
+
+
+# --- the voiceq app on the same cluster: the queue drives the GPU fleet -------------------
+
+API = "/api/public/voice/onboarding"
+# The queue policy (voiceq.scaling.ScalingConfig): start a GPU only once two jobs wait (the
+# seed's "queue multiple jobs before starting a droplet"; max_wait_s keeps the age rule out
+# of the way), one GPU at most, let it go 3 s after the queue empties, read the queue twice
+# a second. `compose` reads these where the app is built (the driver, as `serve run` would);
+# the head has them too, as a head that builds the app itself (`serve deploy`) would.
+IDLE_S = 3.0
+SCALING_ENV = {
+    "VOICEQ_SCALE_MIN_JOBS_TO_START": "2",
+    "VOICEQ_SCALE_MAX_WAIT_S": "600",
+    "VOICEQ_SCALE_MAX_REPLICAS": "1",
+    "VOICEQ_SCALE_IDLE_S": str(IDLE_S),
+    "VOICEQ_SCALE_POLL_INTERVAL_S": "0.5",
+}
+RAY_IDLE_TIMEOUT_S = 6.0  # idle_timeout_minutes: 0.1
+
+
+class Phases:
+    """Elapsed time per phase, printed as it goes (pytest shows it with -s or on failure)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+
+    def mark(self, what: str) -> float:
+        now = time.monotonic()
+        print(f"[e2e {now - self.start:6.1f} s] +{now - self.last:5.1f} s  {what}", flush=True)
+        self.last = now
+        return now
+
+
+def submit(client: httpx.Client, seed: int) -> str:
+    r = client.post(f"{API}/clone", data={"user_id": f"user{seed}", "voice_name": f"Voice {seed}",
+                                          "sample_text": "Hello there."},
+                    files={"audio_file": ("voice.wav", voice_file("wav", seconds=2.0, seed=seed),
+                                          "application/octet-stream")})
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "queued"  # the API's word; the store's is "pending"
+    return str(r.json()["jobId"])
+
+
+def job_status(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    r = client.get(f"{API}/jobs/{job_id}/status")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def answers_ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/ready").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def live_replicas(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Inference replicas in any form but dead: actors pending a node, starting, running,
+    stopping, and replicas Serve counts that have no actor yet."""
+    counted = sum(((status["deployment"] or {}).get("replica_states") or {}).values())
+    return list(status["replicas"]) + [{"state": "COUNTED_BY_SERVE"}] * max(0, counted - len(status["replicas"]))
+
+
+def node_of(status: dict[str, Any], droplet_id: int) -> dict[str, Any] | None:
+    """The Ray node the autoscaler matched to this droplet (by its cloud instance id)."""
+    return next((n for n in status["nodes"] if n["instance_id"] == str(droplet_id) and n["node_id"]), None)
+
+
+def controller_log(cluster: LocalCluster) -> str:
+    return "".join(p.read_text(errors="replace")
+                   for p in sorted((cluster.session_logs() / "serve").glob("controller_*.log")))
+
+
+def test_jobs_scale_a_gpu_droplet_up_from_zero_and_back(temp_dir: Path, checkpoint_dir: Path) -> None:
+    phases = Phases()
+    [http_port] = free_ports(1)
+    data_dir = temp_dir / "data"
+    settings = {
+        "environment": "production",  # submissions answer 202; replicas claim from the store
+        "chatterbox_mode": "remote",  # inference replicas ask for a GPU; the queue policy scales them
+        "data_dir": str(data_dir),  # the SQLite job store and blobs, shared by every local process
+        "chatterbox_ckpt_dir": str(checkpoint_dir),
+        "chatterbox_device": "auto",  # what a droplet runs; torch sees no GPU here, so the CPU
+        "lease_s": 30.0,
+        "poll_interval_s": 0.3,
+        "auth": "off",
+    }
+    with local_cluster(temp_dir, head_env=SCALING_ENV) as cluster, \
+            httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=60) as client:
+        fake = cluster.fake
+        driver = RayDriver(cluster, http_port=http_port, env=SCALING_ENV)
+        phases.mark("head up, driver connected")
+        driver.call("deploy", settings=settings, timeout_s=240)
+        cluster.wait_for(lambda: answers_ready(client), 120, "the app to answer /ready")
+        phases.mark("app deployed")
+
+        # 1. Nothing waits: no inference replica, no droplet. Then one job alone is below
+        # min_jobs_to_start: after six readings of the queue there is still none.
+        status = driver.call("status")
+        assert status["deployment"] is not None, status
+        assert live_replicas(status) == [] and not status["deployment"]["replica_states"], status
+        assert cluster.worker_ids() == set() and fake.requests_to("POST /v2/droplets") == []
+        first = submit(client, seed=1)
+        time.sleep(6 * 0.5)
+        status = driver.call("status")
+        assert live_replicas(status) == [], f"one job (below min_jobs_to_start) started a replica: {status}"
+        assert fake.requests_to("POST /v2/droplets") == [], "one job (below min_jobs_to_start) bought a GPU"
+        assert job_status(client, first)["status"] == "pending"
+        phases.mark("one job waits below the threshold: no replica, no droplet")
+
+        # 2. The second job: the policy scales the deployment 0 -> 1, the replica cannot be
+        # placed, Ray's autoscaler asks our provider for one GPU droplet, the fake boots it into
+        # a Ray worker with the GPU node type's resources, the replica lands there, jobs run.
+        second = submit(client, seed=2)
+        cluster.wait_for(lambda: fake.requests_to("POST /v2/droplets"), 120, "the autoscaler to create a droplet")
+        phases.mark("the autoscaler created a droplet")
+        creates = fake.requests_to("POST /v2/droplets")
+        assert len(creates) == 1, creates
+        [worker_id] = creates[0].droplet_ids
+        assert creates[0].body["size"] == WORKER_SIZE
+        assert cluster.tag in fake.droplet(worker_id)["tags"]  # type: ignore[index]
+        cluster.wait_for(lambda: cluster.booted == [worker_id] or cluster.boot_errors, 60, "the droplet to boot")
+        assert cluster.booted == [worker_id] and not cluster.boot_errors, cluster.boot_errors
+
+        def replica_on_droplet() -> tuple[dict[str, Any], dict[str, Any]] | None:
+            status = driver.call("status")
+            node = node_of(status, worker_id)
+            running = [r for r in status["replicas"] if r["state"] == "ALIVE"]
+            if node is None or not running:
+                return None
+            return node, running[0]
+
+        node, replica = cluster.wait_for(replica_on_droplet, 180,
+                                         "an inference replica on the droplet's Ray node")
+        phases.mark("droplet joined the cluster; an inference replica was placed on it")
+        assert node["type"] == WORKER_TYPE and node["total"].get("GPU") == 1.0, node
+        assert replica["node_id"] == node["node_id"], (replica, node)
+
+        def both_finished() -> list[dict[str, Any]] | None:
+            finals = [job_status(client, j) for j in (first, second)]
+            return finals if all(f["status"] in ("completed", "failed", "cancelled") for f in finals) else None
+
+        finals = cluster.wait_for(both_finished, 300, "both jobs to finish")
+        phases.mark("both jobs completed")
+        assert [f["status"] for f in finals] == ["completed", "completed"], finals
+        for final in finals:
+            # Ran on the droplet: the replica read the id cloud-init wrote for its Ray worker.
+            assert final["workerInfo"] == {"environment": "production", "gpuType": "cpu",
+                                           "dropletId": str(worker_id)}, final
+            samples, rate = decode_mp3(client.get(final["resultUrl"]).content)
+            assert rate == 24_000 and len(samples) > 0 and float(abs(samples).max()) > 0
+        store = SQLiteJobStore(data_dir / "jobs.sqlite3")
+        for job_id in (first, second):
+            job = store.get(job_id)
+            assert job is not None and job.worker_info is not None
+            assert job.worker_info.node_id == node["node_id"], job.worker_info
+
+        # 3. The queue is empty: after idle_s the policy scales to zero, the droplet's node
+        # stands idle, and after Ray's idle timeout the autoscaler has our provider destroy it.
+        cluster.wait_for(lambda: live_replicas(driver.call("status")) == [], 120,
+                         "the inference deployment to scale back to zero")
+        phases.mark("inference deployment back to zero replicas")
+        cluster.wait_for(lambda: worker_id in fake.destroyed_ids(), 120, "the idle droplet to be destroyed")
+        phases.mark("the idle droplet was destroyed")
+
+        deletes = fake.requests_to("DELETE /v2/droplets/{id}")
+        assert {r.droplet_ids for r in deletes} == {(worker_id,)}, deletes
+        # Not while it worked: the node stood idle for at least Ray's timeout after the last job.
+        destroyed_at = time.time() - (time.monotonic() - min(r.at for r in deletes))
+        assert destroyed_at - max(f["completedAt"] for f in finals) >= RAY_IDLE_TIMEOUT_S
+        assert not cluster.processes.alive(f"droplet-{worker_id}")
+        # The policy logged its decisions with their reasons.
+        log = controller_log(cluster)
+        assert "scale event=up from=0 to=1 reason=min_jobs" in log, log[-3000:]
+        assert "scale event=down from=1 to=0 reason=idle_timeout" in log, log[-3000:]
+
+        # No droplet comes back for the empty queue, none leaked, no foreign one touched.
+        time.sleep(3)
+        status = driver.call("status")
+        assert live_replicas(status) == [] and status["pending_launches"] == 0, status
+        assert len(fake.requests_to("POST /v2/droplets")) == 1
+        assert {d["id"] for d in fake.live_droplets(cluster.tag)} == {cluster.head_id}
+        assert fake.droplet(cluster.foreign_id) is not None
+        assert not fake.touched_ids() & {cluster.foreign_id, cluster.head_id}
+        assert cluster.processes.alive("head")
+        assert answers_ready(client)
+        assert job_status(client, first)["status"] == "completed"
+        phases.mark("no droplet leaked or relaunched; the app still answers")
