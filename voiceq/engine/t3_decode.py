@@ -38,9 +38,9 @@ if TYPE_CHECKING:  # chatterbox imports are heavy; only the type checker needs t
     from chatterbox.models.t3 import T3
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-# Uniforms are kept below 1 - 2**-23 so that u * cdf[-1] always rounds strictly below
-# cdf[-1] (the softmax sums to ~1, where float32's spacing is at most 2**-23): the inverse
-# CDF then always lands on a token with nonzero probability.
+# Uniforms are kept at most 1 - 2**-23 so that u * c rounds strictly below c for any float32
+# total c (c - u * c >= c * 2**-23, at least one spacing of c): the inverse CDF then always
+# lands on a token with nonzero probability.
 _U_MAX = 1.0 - 2.0**-23
 
 
@@ -279,9 +279,6 @@ class RowSampler:
     @property
     def n(self) -> int:
         return self.budget.numel()
-
-    def model_rows(self) -> int:
-        return self.n + len(self.guided)
 
     def guide(self, logits: Tensor) -> Tensor:
         """Upstream's guidance, cond + w * (cond - uncond), per row; (R, V) -> (n, V).
