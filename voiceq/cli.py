@@ -512,6 +512,13 @@ def _positive(value: str) -> float:
     return number
 
 
+def cmd_droplets(args: argparse.Namespace) -> int:
+    """`voiceq droplets --cluster NAME`: droplets.lifecycle, which talks to DigitalOcean."""
+    from droplets.lifecycle import main as lifecycle_main
+
+    return lifecycle_main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voiceq", description="voiceq: voice-cloning job queue",
@@ -571,11 +578,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=("pending", "processing", "completed", "failed", "cancelled"))
     p.add_argument("--limit", type=int, default=20, help="at most this many (1-500, default %(default)s)")
     p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("droplets", add_help=False,
+                       help="the cluster's GPU droplets: why, since when, cost so far (see --help)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_droplets)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["droplets"]:  # its own options (droplets.lifecycle's), passed through whole
+        return cmd_droplets(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -342,3 +342,18 @@ def test_development_cli_submit_waits_and_saves(voiceq_server: VoiceqServer, sam
     assert bad.returncode == 2 and "no such audio file" in bad.stderr
     refused = run_cli(voiceq_server, "jobs", "--user", "bad user id with spaces!")
     assert refused.returncode == 2 and "error: HTTP 400" in refused.stderr
+
+
+def test_voiceq_droplets_lists_the_clusters_droplets(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from droplets.tags import cluster_tag
+    from tests.fakes.digitalocean import FakeDigitalOcean
+    from voiceq.cli import main
+
+    with FakeDigitalOcean() as fake:
+        fake.add_droplet("voiceq-gpu", size="gpu-mi300x1-192gb", tags=(cluster_tag("voiceq"),))
+        fake.add_foreign_droplet("not-ours", size="gpu-h100x1-80gb")
+        monkeypatch.setenv("DO_API_TOKEN", fake.token)
+        assert main(["droplets", "--cluster", "voiceq", "--endpoint", fake.endpoint]) == 0
+    out = capsys.readouterr().out
+    assert "voiceq-gpu" in out and "not-ours" not in out and "$1.99" in out
