@@ -1,10 +1,8 @@
-"""Fixtures for the engine tests: the random-weight checkpoint (made once, cached), a CPU
-engine on it and a few prepared voices of different reference lengths."""
+"""Fixtures for the engine tests: a CPU engine on the suite's random-weight checkpoint
+(tests/conftest.py) and a few prepared voices of different reference lengths."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -12,31 +10,12 @@ import pytest
 
 from tests.support.audio import voice_like
 
-REPO = Path(__file__).resolve().parents[3]
-CHECKPOINT_VERSION = "v1"
-
 
 @pytest.fixture(scope="session")
-def engine_checkpoint_dir() -> Path:
-    """The random-weight test checkpoint (~20 s and 1 GB to write), kept in the cache
-    between runs; the same folder and marker the suite-wide fixture uses."""
-    from voiceq.engine.checkpoint import make_test_checkpoint
-
-    path = Path(os.environ.get("VOICEQ_TEST_CACHE", REPO / ".cache")) / f"test-checkpoint-{CHECKPOINT_VERSION}"
-    done = path / ".complete"
-    if not done.exists():
-        if path.exists():
-            shutil.rmtree(path)
-        make_test_checkpoint(path)
-        done.write_text("ok\n")
-    return path
-
-
-@pytest.fixture(scope="session")
-def engine(engine_checkpoint_dir: Path):
+def engine(checkpoint_dir: Path):
     from voiceq.engine.chatterbox import ChatterboxEngine
 
-    return ChatterboxEngine.load(engine_checkpoint_dir, device="cpu")
+    return ChatterboxEngine.load(checkpoint_dir, device="cpu")
 
 
 @pytest.fixture(scope="session")
