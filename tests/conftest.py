@@ -36,6 +36,40 @@ def checkpoint_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def turbo_checkpoint_dir() -> Path:
+    """A random-weight Chatterbox Turbo checkpoint (its own S3Gen: the meanflow one)."""
+    from voiceq.engine.checkpoint import make_test_checkpoint
+
+    path = cache_dir() / f"test-checkpoint-turbo-{CHECKPOINT_VERSION}"
+    done = path / ".complete"
+    if not done.exists():
+        if path.exists():
+            shutil.rmtree(path)
+        make_test_checkpoint(path, model="chatterbox-turbo")
+        done.write_text("ok\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def multilingual_checkpoint_dir(checkpoint_dir: Path) -> Path:
+    """A random-weight multilingual checkpoint; as on the hub, it shares the English
+    checkpoint's VE and S3Gen files (hard links: nothing written twice)."""
+    from voiceq.engine.checkpoint import make_test_checkpoint
+
+    path = cache_dir() / f"test-checkpoint-multilingual-{CHECKPOINT_VERSION}"
+    done = path / ".complete"
+    if not done.exists():
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        for name in ("ve.safetensors", "s3gen.safetensors"):
+            os.link(checkpoint_dir / name, path / name)
+        make_test_checkpoint(path, model="chatterbox-multilingual")
+        done.write_text("ok\n")
+    return path
+
+
+@pytest.fixture(scope="session")
 def metrics_port() -> int:
     """Where the test cluster's node exports Prometheus metrics (`/metrics`)."""
     return free_port()

@@ -330,10 +330,13 @@ def cmd_make_test_checkpoint(args: argparse.Namespace) -> int:
     from .engine.checkpoint import make_test_checkpoint
 
     out = make_test_checkpoint(
-        args.dir, seed=args.seed, stop_after=args.stop_after, max_speech_tokens=args.max_speech_tokens
+        args.dir, model=args.model, seed=args.seed, stop_after=args.stop_after,
+        stop_position=args.stop_position, max_speech_tokens=args.max_speech_tokens,
     )
-    print(f"wrote a random-weight checkpoint to {out}")
-    print(f"run offline with: CHATTERBOX_CKPT_DIR={out} serve run serve_app:app")
+    print(f"wrote a random-weight {args.model} checkpoint to {out}")
+    env = {"chatterbox": "CHATTERBOX_CKPT_DIR", "chatterbox-turbo": "CHATTERBOX_TURBO_CKPT_DIR",
+           "chatterbox-multilingual": "CHATTERBOX_MULTILINGUAL_CKPT_DIR"}[args.model]
+    print(f"run offline with: {env}={out} serve run serve_app:app")
     return 0
 
 
@@ -534,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speech tokens after which the random T3 starts choosing its stop token")
     p.add_argument("--max-speech-tokens", type=int, default=64,
                    help="speech-token cap the checkpoint carries")
+    p.add_argument("--model", default="chatterbox",
+                   choices=["chatterbox", "chatterbox-turbo", "chatterbox-multilingual"],
+                   help="which member of the Chatterbox family (default: chatterbox)")
+    p.add_argument("--stop-position", type=int, default=180,
+                   help="Turbo only: the absolute position (prefix included) where its T3 starts to stop")
     p.set_defaults(func=cmd_make_test_checkpoint)
 
     p = sub.add_parser("submit", help="submit a voice sample to clone")

@@ -25,6 +25,7 @@ class GenerationParams:
     top_p: float = 1.0
     max_speech_tokens: int | None = None
     seed: int | None = None
+    top_k: int = 0  # 0: off; Turbo's default (voiceq.models) is 1000
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,17 @@ class SynthesisRequest:
     voice: Any  # what the engine's prepare_voice / load_voice returned
     text: str
     params: GenerationParams = field(default_factory=GenerationParams)
+    language: str | None = None  # ISO 639-1, the multilingual model only
+
+
+@dataclass(frozen=True)
+class ConversionRequest:
+    """Voice conversion: say what `source` says, in `voice`."""
+
+    key: str
+    voice: Any
+    source: Clip
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,23 @@ import numpy as np
 import torch
 
 from ..audio import Clip, to_wav
-from .base import EngineInfo, GenerationParams, Synthesis, SynthesisRequest
-from .loading import load_chatterbox, pick_device
+from ..models import CHATTERBOX
+from .base import ConversionRequest, EngineInfo, GenerationParams, Synthesis, SynthesisRequest
+from .loading import load_model, pick_device
 from .s3gen_batch import S3GenJob
 from .s3gen_batch import synthesize as s3gen_synthesize
-from .t3_decode import SamplingParams, T3Row, T3Stack, generate
+from .t3_decode import SamplingParams, T3Row, generate, stack_for
 from .text import DEFAULT_MAX_CHARS, join_audio, speech_token_estimate, split_text
 
 log = logging.getLogger("voiceq.engine")
 
 
 class ChatterboxEngine:
+    """The English model; `family.py` holds Turbo and Multilingual, which differ in a few
+    hooks (text tokens and framing, sampling, voice preparation, S3Gen's input)."""
+
+    model_name = CHATTERBOX
+
     def __init__(self, model, *, device: str, gpu_type: str, max_speech_tokens: int, description: str = "") -> None:
         self.model = model
         self.sample_rate: int = model.sr
@@ -46,7 +52,7 @@ class ChatterboxEngine:
         self.max_chunk_chars = DEFAULT_MAX_CHARS
         # T3 cache bytes per sequence and token: a batch of R model rows decoding up to N
         # tokens after a prefix of P holds R * (P + N) of these.
-        self.kv_bytes_per_token = T3Stack(model.t3).kv_bytes_per_token()
+        self.kv_bytes_per_token = stack_for(model.t3).kv_bytes_per_token()
         self.t3_rows_per_pass = self._default_t3_rows(device) if on_gpu else 64
         # S3Gen's flow batched: on a CPU it measured no faster than job by job (the
         # estimator is compute-bound there, and padding costs), on a GPU one job leaves it idle.
@@ -54,7 +60,7 @@ class ChatterboxEngine:
         self.s3gen_rows_per_pass = 16
         self.last_stats: BatchStats | None = None
         self.info = EngineInfo(
-            name="chatterbox",
+            name=self.model_name,
             device=device,
             gpu_type=gpu_type,
             description=description,
@@ -64,7 +70,7 @@ class ChatterboxEngine:
     @classmethod
     def load(cls, ckpt_dir: Path | None, *, device: str = "auto", max_speech_tokens: int = 1000) -> ChatterboxEngine:
         torch_device, gpu_type = pick_device(device)
-        model, manifest = load_chatterbox(ckpt_dir, torch_device)
+        model, manifest = load_model(cls.model_name, ckpt_dir, torch_device)
         cap = max_speech_tokens
         if manifest.max_speech_tokens is not None:
             cap = min(cap, manifest.max_speech_tokens)
@@ -81,17 +87,15 @@ class ChatterboxEngine:
     # --- voices -------------------------------------------------------------------------
 
     def prepare_voice(self, clip: Clip):
-        from chatterbox.tts import Conditionals
-
         # Upstream's own preparation path reads a file; hand it one so the voice is prepared
-        # exactly as ChatterboxTTS would prepare it.
+        # exactly as this model's upstream class would prepare it.
         fd, path = tempfile.mkstemp(suffix=".wav")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(to_wav(clip))
             with torch.inference_mode():
                 self.model.prepare_conditionals(path)
-            conds: Conditionals = self.model.conds
+            conds = self.model.conds
         finally:
             os.unlink(path)
         return conds
@@ -178,10 +182,7 @@ class ChatterboxEngine:
         from chatterbox.models.t3.modules.cond_enc import T3Cond
 
         p = req.params
-        sampling = SamplingParams(
-            temperature=p.temperature, min_p=p.min_p, top_p=p.top_p,
-            repetition_penalty=p.repetition_penalty, cfg_weight=p.cfg_weight,
-        )
+        sampling = self.sampling(p)
         sampling.check()
         if not math.isfinite(p.exaggeration):
             raise ValueError(f"exaggeration must be a number, not {p.exaggeration}")
@@ -199,10 +200,9 @@ class ChatterboxEngine:
         hp = self.model.t3.hp
         rows = []
         for k, chunk in enumerate(chunks):
-            text = self.text_tokens(chunk)[0].cpu()  # (T,)
-            if text.numel() + 2 > hp.max_text_tokens:
-                raise ValueError(f"a text chunk is too long for the model ({text.numel()} tokens)")
-            framed = torch.cat([torch.tensor([hp.start_text_token]), text, torch.tensor([hp.stop_text_token])])
+            framed = self.frame(self.text_tokens(chunk, req.language)[0].cpu())  # (T,)
+            if framed.numel() > hp.max_text_tokens:
+                raise ValueError(f"a text chunk is too long for the model ({framed.numel()} tokens)")
             rows.append(T3Row(cond=cond, text_tokens=framed, sampling=sampling,
                               max_new_tokens=self.cap_for(p), seed=derive_seed(seed, k, "t3")))
         s3_seeds = [derive_seed(seed, k, "s3gen") for k in range(len(chunks))]
@@ -213,7 +213,7 @@ class ChatterboxEngine:
         (chunks, doubled for guidance), its speech-token ceiling and a typical count."""
         chunks = split_text(req.text, self.max_chunk_chars) or [""]
         cap = self.cap_for(req.params)
-        per_row = 2 if req.params.cfg_weight > 0 else 1
+        per_row = 2 if self.sampling(req.params).cfg_weight > 0 else 1
         return RequestCost(
             chunks=len(chunks),
             model_rows=per_row * len(chunks),
@@ -240,7 +240,8 @@ class ChatterboxEngine:
     def _run_s3gen(self, ready: Sequence[tuple[JobPlan, list[torch.Tensor]]]) -> list[np.ndarray]:
         """Every job's audio: its chunks through S3Gen, joined with short pauses."""
         jobs = [
-            (i, k, S3GenJob(tokens=t.to(self.info.device), ref=plan.voice.gen, seed=plan.s3gen_seeds[k]))
+            (i, k, S3GenJob(tokens=self.s3gen_tokens(t).to(self.info.device), ref=plan.voice.gen,
+                            seed=plan.s3gen_seeds[k]))
             for i, (plan, toks) in enumerate(ready) for k, t in enumerate(toks) if t.numel()
         ]
         waves: dict[tuple[int, int], np.ndarray] = {}
@@ -263,10 +264,71 @@ class ChatterboxEngine:
         marked = self.model.watermarker.apply_watermark(wav, sample_rate=self.sample_rate)
         return Synthesis(np.asarray(marked, dtype=np.float32), self.sample_rate, speech_tokens)
 
-    def text_tokens(self, text: str) -> torch.Tensor:
+    # --- the model's hooks ------------------------------------------------------------------
+
+    def text_tokens(self, text: str, language: str | None = None) -> torch.Tensor:
         from chatterbox.tts import punc_norm
 
+        if language is not None:
+            raise ValueError(f"{self.model_name} speaks English only; it takes no language")
         return self.model.tokenizer.text_to_tokens(punc_norm(text)).to(self.info.device)  # (1, T)
+
+    def frame(self, tokens: torch.Tensor) -> torch.Tensor:
+        """A chunk's text tokens (T,) as T3 takes them: between the start and stop tokens."""
+        hp = self.model.t3.hp
+        return torch.cat([torch.tensor([hp.start_text_token]), tokens, torch.tensor([hp.stop_text_token])])
+
+    def sampling(self, p: GenerationParams) -> SamplingParams:
+        return SamplingParams(temperature=p.temperature, min_p=p.min_p, top_p=p.top_p,
+                              repetition_penalty=p.repetition_penalty, cfg_weight=p.cfg_weight)
+
+    def s3gen_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """What S3Gen gets for a chunk's valid speech tokens."""
+        return tokens
+
+    # --- voice conversion -------------------------------------------------------------------
+
+    def convert(self, requests: Sequence[ConversionRequest]) -> list[Synthesis | BaseException]:
+        """`ChatterboxVC.generate` for a batch: each source clip's S3 tokens (16 kHz), then
+        S3Gen with the target voice's reference, the flow batched like synthesis."""
+        outcomes: list[Synthesis | BaseException | None] = [None] * len(requests)
+        ready: list[tuple[int, S3GenJob]] = []
+        with torch.inference_mode():
+            for i, req in enumerate(requests):
+                try:
+                    _check_voice(req.voice)
+                    tokens = self.source_tokens(req.source)
+                    if not tokens.numel():
+                        raise ValueError("source_audio has no speech to convert")
+                    seed = req.seed if req.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+                    ready.append((i, S3GenJob(tokens=tokens, ref=req.voice.gen, seed=derive_seed(seed, 0, "s3gen"))))
+                except Exception as err:
+                    log.warning("cannot convert %s: %s", req.key, err)
+                    outcomes[i] = err
+            jobs = [j for _, j in ready]
+            waves = _isolated(lambda js: s3gen_synthesize(self.model.s3gen, js, batched=self.s3gen_batched), jobs)
+        for (i, job), wav in zip(ready, waves):
+            if isinstance(wav, BaseException):
+                outcomes[i] = wav
+                continue
+            try:
+                outcomes[i] = self._finish(wav.detach().cpu().numpy(), int(job.tokens.numel()))
+            except Exception as err:
+                outcomes[i] = err
+        assert all(o is not None for o in outcomes)
+        return outcomes  # type: ignore[return-value]
+
+    def source_tokens(self, clip: Clip) -> torch.Tensor:
+        """S3 speech tokens (n,) of a source clip, as ChatterboxVC computes them."""
+        import librosa
+        from chatterbox.models.s3tokenizer import S3_SR
+
+        audio = clip.samples.astype(np.float32)
+        if clip.sample_rate != S3_SR:
+            audio = librosa.resample(audio, orig_sr=clip.sample_rate, target_sr=S3_SR)
+        wav = torch.from_numpy(np.ascontiguousarray(audio)).float().to(self.info.device)[None]  # (1, n)
+        tokens, _ = self.model.s3gen.tokenizer(wav)
+        return tokens[0].to(self.info.device)
 
 
 @dataclass(frozen=True)
@@ -364,8 +426,11 @@ def _isolated(stage: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> li
     return results
 
 
-def load_engine(settings) -> ChatterboxEngine:
-    """The default engine factory: Chatterbox from CHATTERBOX_CKPT_DIR, or from the hub."""
-    return ChatterboxEngine.load(
-        settings.chatterbox_ckpt_dir, device=settings.chatterbox_device, max_speech_tokens=settings.max_speech_tokens
+def load_engine(settings, model: str = CHATTERBOX) -> ChatterboxEngine:
+    """The default engine factory: a family member from its checkpoint setting, or the hub."""
+    from .family import engine_class
+
+    return engine_class(model).load(
+        settings.checkpoint_dir_for(model), device=settings.chatterbox_device,
+        max_speech_tokens=settings.max_speech_tokens,
     )

@@ -21,6 +21,10 @@ no masks, so padding would change the end of every row but the longest. It runs 
 with the job's seed for its random source.
 
 `flow_mels` with one job is the per-job path, so batched and per-job runs share all code.
+
+Turbo's S3Gen is a meanflow model (`s3gen.meanflow`): the same encoder and estimator, run
+for 2 steps of a plain Euler solver from t to the next step r (the estimator takes both), with
+no guidance pass, on a linear schedule; upstream's `basic_euler`, here over the whole batch.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from chatterbox.models.s3gen import S3Gen
 
 N_CFM_STEPS = 10  # upstream's S3Gen.flow_inference default for the (non-meanflow) model
+N_MEANFLOW_STEPS = 2  # ChatterboxTurboTTS.generate's n_cfm_timesteps
 
 
 @dataclass(frozen=True)
@@ -83,9 +88,25 @@ def _noise(seed: int, frames: int, device: torch.device, dtype: torch.dtype) -> 
     return torch.randn(80, frames, generator=g).to(device=device, dtype=dtype)  # (80, frames)
 
 
+def default_steps(s3gen: "S3Gen") -> int:
+    return N_MEANFLOW_STEPS if s3gen.meanflow else N_CFM_STEPS
+
+
+def _meanflow_euler(decoder, z: Tensor, t_span: Tensor, mu: Tensor, mask: Tensor, spks: Tensor,
+                    cond: Tensor) -> Tensor:
+    """Upstream's `CausalConditionalCFM.basic_euler` (no guidance) with t and r per row."""
+    B = z.size(0)
+    x = z
+    for t, r in zip(t_span[:-1], t_span[1:]):
+        dxdt = decoder.estimator.forward(x, mask=mask, mu=mu, t=t.expand(B), spks=spks, cond=cond, r=r.expand(B))
+        x = x + (r - t) * dxdt
+    return x
+
+
 @torch.inference_mode()
-def flow_mels(s3gen: "S3Gen", jobs: Sequence[S3GenJob], n_timesteps: int = N_CFM_STEPS) -> list[Tensor]:
+def flow_mels(s3gen: "S3Gen", jobs: Sequence[S3GenJob], n_timesteps: int | None = None) -> list[Tensor]:
     """The new mels of every job, each (80, frames), from one batched flow pass."""
+    n_timesteps = n_timesteps or default_steps(s3gen)
     flow = s3gen.flow
     device, dtype = s3gen.device, s3gen.dtype
     B = len(jobs)
@@ -117,11 +138,13 @@ def flow_mels(s3gen: "S3Gen", jobs: Sequence[S3GenJob], n_timesteps: int = N_CFM
         z[i, :, : frames_h[i]] = _noise(job.seed, frames_h[i], device, h.dtype)
 
     t_span = torch.linspace(0, 1, n_timesteps + 1, device=device, dtype=h.dtype)
-    if flow.decoder.t_scheduler == "cosine":
-        t_span = 1 - torch.cos(t_span * 0.5 * torch.pi)
-    feat = flow.decoder.solve_euler(
-        z, t_span=t_span, mu=h.transpose(1, 2).contiguous(), mask=mask, spks=spks, cond=cond
-    )  # (B, 80, 2T)
+    mu = h.transpose(1, 2).contiguous()  # (B, 80, 2T)
+    if s3gen.meanflow:
+        feat = _meanflow_euler(flow.decoder, z, t_span, mu, mask, spks, cond)  # (B, 80, 2T)
+    else:
+        if flow.decoder.t_scheduler == "cosine":
+            t_span = 1 - torch.cos(t_span * 0.5 * torch.pi)
+        feat = flow.decoder.solve_euler(z, t_span=t_span, mu=mu, mask=mask, spks=spks, cond=cond)  # (B, 80, 2T)
     return [feat[i, :, pf.size(0) : frames_h[i]] for i, pf in enumerate(prompt_feats)]
 
 

@@ -22,6 +22,15 @@ CDF, so a row's tokens do not depend on which other rows share its batch, and th
 no host synchronisation per step. A row ends on the stop token or on its own token budget;
 finished rows are dropped from the batch (cache included) at the next check, which is every
 step on a CPU and every `check_every` steps on a GPU, where a check costs a synchronisation.
+
+Backbones. The English and multilingual models share this layout (a Llama with rotary
+positions, learned speech positions, guidance). Turbo's T3 is a GPT-2 (`T3.is_gpt`): learned
+absolute positions added at the input (`wpe`, counted per row from its first real token as
+for the rotary ones), no speech position table, no guidance rows, and upstream's
+`inference_turbo` samples in another order (temperature, top-k, top-p, then the repetition
+penalty over the generated tokens only). `stack_for` picks the stack, `RowSampler` the order.
+Multilingual's upstream loop also runs an alignment heuristic on layer 9's attentions that
+can force or forbid the stop token; it is not a part of the model's logits and is not run here.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ class SamplingParams:
     top_p: float = 1.0
     repetition_penalty: float = 1.2
     cfg_weight: float = 0.5
+    top_k: int = 0  # 0: off (Turbo's upstream default is 1000)
 
     def check(self) -> None:
         """Refuse settings that upstream's logits processors would refuse or divide by."""
@@ -64,6 +74,8 @@ class SamplingParams:
             raise ValueError(f"repetition_penalty must be a positive number, not {self.repetition_penalty}")
         if not (self.cfg_weight >= 0 and math.isfinite(self.cfg_weight)):
             raise ValueError(f"cfg_weight must be a non-negative number, not {self.cfg_weight}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be 0 (off) or positive, not {self.top_k}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,8 @@ def row_prefix(t3: "T3", row: T3Row) -> Tensor:
     unconditional) when the row uses guidance, else 1."""
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
+    if t3.is_gpt:
+        return _gpt_prefix(t3, row)
     hp = t3.hp
     device = t3.device
     guided = row.sampling.cfg_weight > 0.0
@@ -112,6 +126,26 @@ def row_prefix(t3: "T3", row: T3Row) -> Tensor:
     )  # (k, L - 1, D)
     bos_embed = t3.speech_emb(bos) + t3.speech_pos_emb.get_fixed_embedding(0)  # (k, 1, D)
     return torch.cat([embeds, bos_embed], dim=1)  # (k, L, D)
+
+
+def _gpt_prefix(t3: "T3", row: T3Row) -> Tensor:
+    """Turbo's prefix, as `inference_turbo` builds it: conditioning (speaker, prompt tokens),
+    the text as tokenized (no start/stop framing) and one start-of-speech token, none of them
+    with position embeddings (GPT-2 adds its own). (1, L, D)."""
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    if row.sampling.cfg_weight > 0.0:
+        raise ValueError("Turbo has no classifier-free guidance: cfg_weight must be 0")
+    device = t3.device
+    text = row.text_tokens.to(device=device, dtype=torch.long).view(1, -1)  # (1, T)
+    cond = T3Cond(
+        speaker_emb=row.cond.speaker_emb,
+        cond_prompt_speech_tokens=row.cond.cond_prompt_speech_tokens,
+        emotion_adv=row.cond.emotion_adv,
+    ).to(device=device)
+    bos = torch.full((1, 1), t3.hp.start_speech_token, dtype=torch.long, device=device)  # (1, 1)
+    embeds, _ = t3.prepare_input_embeds(t3_cond=cond, text_tokens=text, speech_tokens=bos, cfg_weight=0.0)
+    return embeds  # (1, L, D)
 
 
 # --- the KV cache ------------------------------------------------------------------------
@@ -221,17 +255,63 @@ class T3Stack:
     def step(self, tokens: Tensor, step: int, prefix_lengths: Tensor, cache: KVCache) -> Tensor:
         """Feed each row's latest speech token, `step`-th generated (0-based); return the
         next logits (R, V)."""
-        t3 = self.t3
-        # Indexing the table with a Python int is a view; get_fixed_embedding would build a
-        # device tensor from the int, a blocking host-to-device copy on a GPU every step.
-        pos = t3.speech_pos_emb.emb.weight[step + 1]  # (D,)
-        x = t3.speech_emb(tokens[:, None]) + pos  # (R, 1, D)
+        x = self._speech_input(tokens, step)  # (R, 1, D)
         col = cache.filled
         cache.key_valid[:, col] = True
         positions = (prefix_lengths + step)[:, None]  # (R, 1): a row's own count of tokens before this one
         mask = cache.key_valid[:, None, None, : col + 1]  # (R, 1, 1, col + 1)
         hidden = self._forward(x, positions, cache, col, mask)
-        return t3.speech_head(hidden)  # (R, V)
+        return self.t3.speech_head(hidden)  # (R, V)
+
+    def _speech_input(self, tokens: Tensor, step: int) -> Tensor:
+        """The embedding of each row's `step`-th generated token, (R,) -> (R, 1, D)."""
+        t3 = self.t3
+        # Indexing the table with a Python int is a view; get_fixed_embedding would build a
+        # device tensor from the int, a blocking host-to-device copy on a GPU every step.
+        pos = t3.speech_pos_emb.emb.weight[step + 1]  # (D,)
+        return t3.speech_emb(tokens[:, None]) + pos  # (R, 1, D)
+
+
+class GPT2Stack(T3Stack):
+    """Turbo's GPT-2 backbone against a `KVCache`: learned absolute positions (`wpe`) added
+    to the input, pre-norm blocks with fused QKV projections, a final LayerNorm."""
+
+    def __init__(self, t3: "T3") -> None:
+        self.t3 = t3
+        cfg = t3.tfmr.config
+        self.layers = list(t3.tfmr.h)
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = self.heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.dtype = t3.speech_head.weight.dtype
+        self.device = t3.speech_head.weight.device
+
+    def _speech_input(self, tokens: Tensor, step: int) -> Tensor:
+        return self.t3.speech_emb(tokens[:, None])  # (R, 1, D): positions come from wpe
+
+    def _forward(self, x: Tensor, positions: Tensor, cache: KVCache, start: int, mask: Tensor) -> Tensor:
+        R, S, D = x.shape
+        end = start + S
+        tfmr = self.t3.tfmr
+        x = x + tfmr.wpe(positions)  # (R, S, D)
+        for i, block in enumerate(self.layers):
+            attn = block.attn
+            q, k, v = attn.c_attn(block.ln_1(x)).split(D, dim=2)  # (R, S, D) each
+            q = q.view(R, S, self.heads, self.head_dim).transpose(1, 2)  # (R, H, S, Dh)
+            cache.k[i, :, :, start:end] = k.view(R, S, self.heads, self.head_dim).transpose(1, 2)
+            cache.v[i, :, :, start:end] = v.view(R, S, self.heads, self.head_dim).transpose(1, 2)
+            o = F.scaled_dot_product_attention(
+                q, cache.k[i, :, :, :end], cache.v[i, :, :, :end], attn_mask=mask, scale=self.head_dim**-0.5,
+            )  # (R, H, S, Dh)
+            x = x + attn.c_proj(o.transpose(1, 2).reshape(R, S, D))
+            x = x + block.mlp(block.ln_2(x))
+        cache.filled = end
+        return tfmr.ln_f(x[:, -1])  # (R, D)
+
+
+def stack_for(t3: "T3") -> T3Stack:
+    """The decode stack of a T3's backbone."""
+    return GPT2Stack(t3) if t3.is_gpt else T3Stack(t3)
 
 
 # --- sampling ----------------------------------------------------------------------------
@@ -246,11 +326,15 @@ def _uniforms(seed: int, n: int) -> Tensor:
 class RowSampler:
     """Per-row logits processing and sampling for n rows, m of them guided.
 
-    Model rows are ordered [conditional rows 0..n-1, unconditional rows of the guided ones]."""
+    Model rows are ordered [conditional rows 0..n-1, unconditional rows of the guided ones].
+    `turbo` selects `inference_turbo`'s order: temperature, top-k, top-p, then the
+    repetition penalty, over the start token for the first draw and over the generated
+    tokens after it."""
 
     def __init__(self, rows: Sequence[T3Row], vocab: int, start_token: int, device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, *, turbo: bool = False) -> None:
         n = len(rows)
+        self.turbo = turbo
 
         def col(values: list[float]) -> Tensor:
             return torch.tensor(values, dtype=dtype, device=device)[:, None]  # (n, 1)
@@ -260,6 +344,9 @@ class RowSampler:
         self.top_p_cut = col([1.0 - r.sampling.top_p for r in rows])
         self.penalty = col([r.sampling.repetition_penalty for r in rows])
         self.cfg_weight = col([r.sampling.cfg_weight for r in rows])
+        # top-k as the index of the k-th best logit; k = 0 (off) keeps the whole vocabulary
+        self.top_k_index = torch.tensor([(r.sampling.top_k or vocab) - 1 for r in rows], device=device)[:, None]
+        self.use_top_k = any(r.sampling.top_k > 0 for r in rows)
         self.budget = torch.tensor([r.max_new_tokens for r in rows], device=device)  # (n,)
         self.use_top_p = any(r.sampling.top_p < 1.0 for r in rows)
         width = max(r.max_new_tokens for r in rows)
@@ -290,21 +377,42 @@ class RowSampler:
         uncond = cond.index_copy(0, self.guided_idx, logits[n:])  # (n, V)
         return cond + self.cfg_weight * (cond - uncond)
 
-    def sample(self, logits: Tensor, step: int) -> Tensor:
-        """The next token of every row, (n,), from the model's logits (R, V)."""
-        g = self.guide(logits)  # (n, V)
-        seen = self.history[:, : step + 1]  # (n, step + 1), repeats allowed: they get the same value
+    def _penalize(self, g: Tensor, seen: Tensor) -> Tensor:
+        """Upstream's repetition penalty over the token ids `seen` (n, s); repeats allowed:
+        they get the same value."""
         score = g.gather(1, seen)
-        g = g.scatter(1, seen, torch.where(score < 0, score * self.penalty, score / self.penalty))
+        return g.scatter(1, seen, torch.where(score < 0, score * self.penalty, score / self.penalty))
+
+    def _top_p(self, g: Tensor) -> Tensor:
+        sorted_logits, order = torch.sort(g, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (n, V)
+        drop_sorted = cumulative <= self.top_p_cut
+        drop_sorted[:, -1] = False
+        return g.masked_fill(drop_sorted.scatter(1, order, drop_sorted), -math.inf)
+
+    def _processed(self, logits: Tensor, step: int) -> Tensor:
+        """The logits each row samples from, after its model's processors, (n, V)."""
+        g = self.guide(logits)  # (n, V)
+        if self.turbo:
+            g = g / self.temperature
+            if self.use_top_k:  # keep logits at least the k-th best (ties kept, as upstream)
+                kth = g.sort(dim=-1, descending=True).values.gather(1, self.top_k_index)  # (n, 1)
+                g = g.masked_fill(g < kth, -math.inf)
+            if self.use_top_p:
+                g = self._top_p(g)
+            seen = self.history[:, :1] if step == 0 else self.history[:, 1 : step + 1]  # (n, s)
+            return self._penalize(g, seen)
+        g = self._penalize(g, self.history[:, : step + 1])
         g = g / self.temperature
         # min-p: p_i < min_p * p_max, i.e. g_i < g_max + log(min_p), without a softmax
         g = g.masked_fill(g < g.amax(dim=-1, keepdim=True) + self.log_min_p, -math.inf)
         if self.use_top_p:  # at top_p = 1 the filter removes only zero-probability tokens
-            sorted_logits, order = torch.sort(g, descending=False)
-            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (n, V)
-            drop_sorted = cumulative <= self.top_p_cut
-            drop_sorted[:, -1] = False
-            g = g.masked_fill(drop_sorted.scatter(1, order, drop_sorted), -math.inf)
+            g = self._top_p(g)
+        return g
+
+    def sample(self, logits: Tensor, step: int) -> Tensor:
+        """The next token of every row, (n,), from the model's logits (R, V)."""
+        g = self._processed(logits, step)  # (n, V)
         # exp(g - max) unnormalised: the draw scales its target by the total instead
         cdf = (g - g.amax(dim=-1, keepdim=True)).exp_().cumsum_(dim=-1)  # (n, V)
         target = self.u[:, step : step + 1] * cdf[:, -1:]  # (n, 1)
@@ -321,7 +429,8 @@ class RowSampler:
         model_keep = list(keep) + [uncond_row[i] for i in keep if i in uncond_row]
         new_index = {old: new for new, old in enumerate(keep)}
         idx = torch.tensor(keep, dtype=torch.long, device=device)
-        for name in ("temperature", "log_min_p", "top_p_cut", "penalty", "cfg_weight", "budget", "history", "u"):
+        for name in ("temperature", "log_min_p", "top_p_cut", "penalty", "cfg_weight", "top_k_index", "budget",
+                     "history", "u"):
             setattr(self, name, getattr(self, name).index_select(0, idx))
         self.guided = [new_index[i] for i in self.guided if i in new_index]
         self._sync_index(device)
@@ -356,11 +465,12 @@ def generate(
             raise ValueError("max_new_tokens must be at least 1")
     hp = t3.hp
     stop = None if ignore_stop else hp.stop_speech_token
-    stack = T3Stack(t3)
+    stack = stack_for(t3)
     device = stack.device
     every = check_every or _check_every(device)
 
-    sampler = RowSampler(rows, hp.speech_tokens_dict_size, hp.start_speech_token, device, stack.dtype)
+    sampler = RowSampler(rows, hp.speech_tokens_dict_size, hp.start_speech_token, device, stack.dtype,
+                         turbo=t3.is_gpt)
     n_total = len(rows)
     cond_prefixes = [row_prefix(t3, r) for r in rows]
     prefixes = [p[0] for p in cond_prefixes] + [cond_prefixes[i][1] for i in sampler.guided]

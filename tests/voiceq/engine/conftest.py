@@ -32,3 +32,17 @@ def voices(engine) -> list:
             engine.prepare_voice(Clip(voice_like(seconds, seed=i, pitch_hz=100.0 + 40 * i), 24_000))
             for i, seconds in enumerate([1.5, 2.0, 2.5])
         ]
+
+
+@pytest.fixture(scope="session")
+def turbo_engine(turbo_checkpoint_dir: Path):
+    from voiceq.engine.family import TurboEngine
+
+    return TurboEngine.load(turbo_checkpoint_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def multilingual_engine(multilingual_checkpoint_dir: Path):
+    from voiceq.engine.family import MultilingualEngine
+
+    return MultilingualEngine.load(multilingual_checkpoint_dir, device="cpu")
