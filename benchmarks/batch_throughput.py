@@ -1,7 +1,17 @@
 """Throughput of batched Chatterbox inference against upstream's one-job-at-a-time path.
 
-    python benchmarks/batch_throughput.py [--device cpu|cuda] [--ckpt DIR] [--full-size]
-                                          [--tokens N] [--batch-sizes 1,4,8,16,32]
+    python benchmarks/batch_throughput.py [--model chatterbox,chatterbox-turbo,...] [--device cpu|cuda]
+                                          [--ckpt DIR] [--full-size] [--tokens N] [--batch-sizes 1,4,8,16,32]
+
+`--model` names one or more members of the family (comma-separated; default chatterbox), each
+measured against its own upstream class's path and printed as its own table:
+- chatterbox-turbo: upstream is `ChatterboxTurboTTS.generate` (`T3.inference_turbo`, one row,
+  top-k 1000 / top-p 0.95; three silence tokens; the meanflow S3Gen with 2 steps). Its voices
+  are over 5 s, as Turbo requires.
+- chatterbox-multilingual: upstream is `ChatterboxMultilingualTTS.generate` (texts in several
+  languages). Upstream's loop also runs an alignment analyzer on layer 9's attentions, which
+  the 2-layer benchmark T3 does not have: it is switched off on the upstream side, which only
+  flatters upstream.
 
 Both sides run on the same checkpoint and device, with the same jobs (several voices and
 texts) and the same fixed speech-token budget per job: a random-weight model never stops by
@@ -27,7 +37,9 @@ T3 is shaped to stop after ~20 tokens and says nothing else after that); `--full
 random T3 of the published size (Llama_520M) in its place.
 
 The last line reads `t3_batch16_vs_upstream=<ratio> e2e_batch16_vs_upstream=<ratio>`
-(T3 speech tokens/s and end-to-end jobs/s, batch of 16 over upstream).
+(T3 speech tokens/s and end-to-end jobs/s, batch of 16 over upstream, of the first model
+measured), then `turbo_t3_batch16_vs_upstream=<ratio>` and
+`multilingual_t3_batch16_vs_upstream=<ratio>` for those models when they were measured.
 """
 
 from __future__ import annotations
@@ -56,7 +68,9 @@ sys.path.insert(0, str(REPO))
 from voiceq.audio import Clip  # noqa: E402
 from voiceq.engine.base import GenerationParams, SynthesisRequest  # noqa: E402
 from voiceq.engine.chatterbox import ChatterboxEngine  # noqa: E402
+from voiceq.engine.family import engine_class  # noqa: E402
 from voiceq.engine.t3_decode import generate  # noqa: E402
+from voiceq.models import MODELS, MULTILINGUAL, TURBO  # noqa: E402
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -65,6 +79,15 @@ TEXTS = [
     "It was a bright cold day in April, and the clocks were striking thirteen.",
     "Please leave a message after the tone.",
     "Every job in a batch gets its own voice, text and settings.",
+]
+LANGUAGES = ["fr", "de", "es", "it", "en", "pt"]
+MTL_TEXTS = [
+    "Bonjour, et bienvenue au service de clonage de voix.",
+    "Guten Tag, die Stimme ist jetzt bereit.",
+    "Hola, esta es una prueba del sistema.",
+    "Buongiorno, il lavoro è finito.",
+    "Hello, and welcome to the voice cloning service.",
+    "Olá, obrigado por esperar.",
 ]
 CACHE = Path(os.environ.get("VOICEQ_TEST_CACHE", REPO / ".cache"))
 
@@ -80,6 +103,62 @@ def tiny_checkpoint() -> Path:
         print(f"making the random-weight test checkpoint in {path} (~20 s)", file=sys.stderr)
         make_test_checkpoint(path)
         (path / ".complete").write_text("ok\n")
+    return path
+
+
+def turbo_bench_checkpoint() -> Path:
+    """A Turbo checkpoint with a plain random tiny GPT-2 T3 (no stop shaping); the rest (its
+    meanflow S3Gen, VE, tokenizer) linked from the Turbo test checkpoint."""
+    from safetensors.torch import save_file
+
+    from voiceq.engine.checkpoint import TINY_GPT2, make_test_checkpoint
+    from voiceq.engine.loading import TURBO_T3, CheckpointManifest, build_t3
+
+    base = CACHE / "test-checkpoint-turbo-v1"
+    if not (base / ".complete").exists():
+        make_test_checkpoint(base, model=TURBO)
+        (base / ".complete").write_text("ok\n")
+    path = CACHE / "bench-turbo-tiny-v1"
+    if (path / ".complete").exists():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    manifest = CheckpointManifest(gpt2=dict(TINY_GPT2), description="random weights, tiny GPT-2 T3 without stop shaping")
+    t3 = build_t3(manifest, TURBO)
+    save_file({k: v.detach().clone().contiguous() for k, v in t3.state_dict().items()}, str(path / TURBO_T3))
+    for name in ("ve.safetensors", "s3gen_meanflow.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        link = path / name
+        if not link.exists():
+            link.symlink_to((base / name).resolve())
+    manifest.write(path)
+    (path / ".complete").write_text("ok\n")
+    return path
+
+
+def multilingual_bench_checkpoint(base: Path) -> Path:
+    """A multilingual checkpoint with a plain random tiny Llama T3 (no stop shaping) and the
+    test grapheme tokenizer; VE and S3Gen linked from the English test checkpoint."""
+    from safetensors.torch import save_file
+
+    from voiceq.engine.checkpoint import TINY_LLAMA, write_mtl_tokenizer
+    from voiceq.engine.loading import MTL_T3, MTL_TOKENIZER, CheckpointManifest, build_t3
+
+    path = CACHE / "bench-multilingual-tiny-v1"
+    if (path / ".complete").exists():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    manifest = CheckpointManifest(llama=dict(TINY_LLAMA), perceiver_dim=TINY_LLAMA["hidden_size"],
+                                  description="random weights, tiny multilingual T3 without stop shaping")
+    t3 = build_t3(manifest, MULTILINGUAL)
+    save_file({k: v.detach().clone().contiguous() for k, v in t3.state_dict().items()}, str(path / MTL_T3))
+    write_mtl_tokenizer(path / MTL_TOKENIZER)
+    for name in ("ve.safetensors", "s3gen.safetensors"):
+        link = path / name
+        if not link.exists():
+            link.symlink_to((base / name).resolve())
+    manifest.write(path)
+    (path / ".complete").write_text("ok\n")
     return path
 
 
@@ -148,12 +227,21 @@ def voice_clip(seconds: float, seed: int) -> Clip:
     return Clip((0.3 * wave * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32), sr)
 
 
-def make_jobs(voices: list, n: int, offset: int = 0) -> list[SynthesisRequest]:
-    return [
-        SynthesisRequest(f"job{offset + i}", voices[(offset + i) % len(voices)], TEXTS[(offset + i) % len(TEXTS)],
-                         GenerationParams(seed=offset + i))
-        for i in range(n)
-    ]
+def make_jobs(voices: list, n: int, offset: int = 0, model: str = "chatterbox") -> list[SynthesisRequest]:
+    """Jobs with each model's upstream default settings (as the worker applies them)."""
+    defaults = dict(MODELS[model].defaults)
+    out = []
+    for i in range(offset, offset + n):
+        voice = voices[i % len(voices)]
+        if model == MULTILINGUAL:
+            out.append(SynthesisRequest(f"job{i}", voice, MTL_TEXTS[i % len(MTL_TEXTS)],
+                                        GenerationParams(seed=i, **defaults), LANGUAGES[i % len(LANGUAGES)]))
+        elif model == TURBO:
+            out.append(SynthesisRequest(f"job{i}", voice, TEXTS[i % len(TEXTS)],
+                                        GenerationParams(seed=i, cfg_weight=0.0, exaggeration=0.0, **defaults)))
+        else:
+            out.append(SynthesisRequest(f"job{i}", voice, TEXTS[i % len(TEXTS)], GenerationParams(seed=i)))
+    return out
 
 
 @dataclass
@@ -172,9 +260,57 @@ class Row:
 
 
 @torch.inference_mode()
+def upstream_turbo_job(engine: ChatterboxEngine, req: SynthesisRequest, tokens: int, with_s3gen: bool
+                       ) -> tuple[float, float, int, float]:
+    """One job as `ChatterboxTurboTTS.generate` runs it. (t3 s, s3gen+watermark s, tokens, audio s)"""
+    from chatterbox.models.s3gen.const import S3GEN_SIL
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+    from chatterbox.tts_turbo import punc_norm
+
+    model, device = engine.model, engine.info.device
+    p = req.params
+    torch.manual_seed(p.seed or 0)
+    t0 = time.perf_counter()
+    cond = T3Cond(speaker_emb=req.voice.t3.speaker_emb, cond_prompt_speech_tokens=req.voice.t3.cond_prompt_speech_tokens,
+                  emotion_adv=p.exaggeration * torch.ones(1, 1, 1)).to(device=device)
+    text = model.tokenizer(punc_norm(req.text), return_tensors="pt", padding=True, truncation=True).input_ids.to(device)
+    speech = model.t3.inference_turbo(t3_cond=cond, text_tokens=text, temperature=p.temperature, top_k=p.top_k,
+                                      top_p=p.top_p, repetition_penalty=p.repetition_penalty,
+                                      max_gen_len=tokens - 1)[0]
+    n = int(speech.numel())
+    sync(device)
+    t1 = time.perf_counter()
+    if not with_s3gen:
+        return t1 - t0, 0.0, n, 0.0
+    speech = speech[speech < 6561].to(device)
+    speech = torch.cat([speech, torch.tensor([S3GEN_SIL] * 3, device=device)])
+    wav, _ = model.s3gen.inference(speech_tokens=speech, ref_dict=req.voice.gen, n_cfm_timesteps=2)
+    wav = wav.squeeze(0).detach().cpu().numpy()
+    model.watermarker.apply_watermark(wav, sample_rate=model.sr)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, n, len(wav) / model.sr
+
+
+@contextlib.contextmanager
+def no_alignment_analyzer() -> Iterator[None]:
+    """Upstream's multilingual loop hooks layer 9's attentions; the 2-layer benchmark T3 has
+    no layer 9. Switching the analyzer off only saves upstream time."""
+    import chatterbox.models.t3.t3 as t3_module
+
+    old = t3_module.AlignmentStreamAnalyzer
+    t3_module.AlignmentStreamAnalyzer = lambda *args, **kwargs: None  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        t3_module.AlignmentStreamAnalyzer = old  # type: ignore[misc]
+
+
+@torch.inference_mode()
 def upstream_job(engine: ChatterboxEngine, req: SynthesisRequest, tokens: int, with_s3gen: bool
                  ) -> tuple[float, float, int, float]:
-    """One job as `ChatterboxTTS.generate` runs it. (t3 s, s3gen+watermark s, tokens, audio s)"""
+    """One job as its model's upstream `generate` runs it. (t3 s, s3gen+watermark s, tokens, audio s)"""
+    if engine.model_name == TURBO:
+        return upstream_turbo_job(engine, req, tokens, with_s3gen)
     import torch.nn.functional as F
     from chatterbox.models.t3.modules.cond_enc import T3Cond
     from chatterbox.tts import punc_norm
@@ -185,7 +321,12 @@ def upstream_job(engine: ChatterboxEngine, req: SynthesisRequest, tokens: int, w
     t0 = time.perf_counter()
     cond = T3Cond(speaker_emb=req.voice.t3.speaker_emb, cond_prompt_speech_tokens=req.voice.t3.cond_prompt_speech_tokens,
                   emotion_adv=p.exaggeration * torch.ones(1, 1, 1)).to(device=device)
-    text = model.tokenizer.text_to_tokens(punc_norm(req.text)).to(device)
+    if engine.model_name == MULTILINGUAL:
+        from chatterbox.mtl_tts import punc_norm as mtl_punc_norm
+
+        text = model.tokenizer.text_to_tokens(mtl_punc_norm(req.text), language_id=req.language).to(device)
+    else:
+        text = model.tokenizer.text_to_tokens(punc_norm(req.text)).to(device)
     text = torch.cat([text, text], dim=0)
     text = F.pad(F.pad(text, (1, 0), value=model.t3.hp.start_text_token), (0, 1), value=model.t3.hp.stop_text_token)
     speech = model.t3.inference(t3_cond=cond, text_tokens=text, max_new_tokens=tokens, temperature=p.temperature,
@@ -211,7 +352,7 @@ def measure_upstream(engine: ChatterboxEngine, voices: list, jobs: int, tokens: 
     """Each job's T3 timed `repeats` times (the best counts), its S3Gen once."""
     t3_s = s3_s = audio = 0.0
     n_tok = 0
-    for req in make_jobs(voices, jobs):
+    for req in make_jobs(voices, jobs, model=engine.model_name):
         best = min(upstream_job(engine, req, tokens, False)[0] for _ in range(max(0, repeats - 1))) \
             if repeats > 1 else float("inf")
         a, b, n, sec = upstream_job(engine, req, tokens, with_s3gen)
@@ -228,7 +369,8 @@ def measure_batched_t3(engine: ChatterboxEngine, voices: list, batch: int, repea
     for _ in range(repeats):
         sync(engine.info.device)
         t0 = time.perf_counter()
-        rows = [r for i, req in enumerate(make_jobs(voices, batch)) for r in engine.plan(i, req).rows]
+        rows = [r for i, req in enumerate(make_jobs(voices, batch, model=engine.model_name))
+                for r in engine.plan(i, req).rows]
         outs = generate(engine.model.t3, rows)
         sync(engine.info.device)
         best = min(best, time.perf_counter() - t0)
@@ -244,7 +386,7 @@ def measure_batched(engine: ChatterboxEngine, voices: list, batch: int, repeats:
     t3_s, n_tok = measure_batched_t3(engine, voices, batch, repeats)
     if not with_s3gen:
         return Row("batched", batch, batch, n_tok / t3_s, None, batch / t3_s, 0.0, estimated=True), 0.0, 0.0
-    outs = engine.synthesize(make_jobs(voices, batch))
+    outs = engine.synthesize(make_jobs(voices, batch, model=engine.model_name))
     failures = [o for o in outs if isinstance(o, BaseException)]
     if failures:
         raise RuntimeError(f"batched synthesis failed: {failures[0]!r}")
@@ -262,6 +404,8 @@ def measure_batched(engine: ChatterboxEngine, voices: list, batch: int, repeats:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="chatterbox",
+                    help="comma-separated models to measure (chatterbox, chatterbox-turbo, chatterbox-multilingual)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--ckpt", type=Path, default=None,
                     help="checkpoint folder (default: the tiny test checkpoint's files with a plain random T3)")
@@ -288,21 +432,51 @@ def main(argv: list[str] | None = None) -> int:
     s3_max = 0 if args.no_s3gen else (args.s3gen_max_batch if args.s3gen_max_batch is not None else
                                       (4 if on_cpu else max(sizes)))
 
-    ckpt = args.ckpt or bench_checkpoint(tiny_checkpoint(), full_size=args.full_size)
-    engine = ChatterboxEngine.load(ckpt, device=args.device, max_speech_tokens=args.tokens)
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}: choose among {', '.join(MODELS)}")
+    ratios: dict[str, tuple[float, float]] = {}
+    for model in models:
+        ratios[model] = run_model(model, args, sizes, upstream_jobs, s3_max, on_cpu)
+    first = ratios[models[0]]
+    line = f"t3_batch16_vs_upstream={first[0]:.2f} e2e_batch16_vs_upstream={first[1]:.2f}"
+    if TURBO in ratios:
+        line += f" turbo_t3_batch16_vs_upstream={ratios[TURBO][0]:.2f}"
+    if MULTILINGUAL in ratios:
+        line += f" multilingual_t3_batch16_vs_upstream={ratios[MULTILINGUAL][0]:.2f}"
+    print(line)
+    return 0
+
+
+def run_model(model: str, args: argparse.Namespace, sizes: list[int], upstream_jobs: int, s3_max: int,
+              on_cpu: bool) -> tuple[float, float]:
+    """Measure one model and print its table; (T3, end-to-end) ratios at batch 16."""
+    if args.ckpt is not None:
+        ckpt = args.ckpt
+    elif model == TURBO:
+        ckpt = turbo_bench_checkpoint()
+    elif model == MULTILINGUAL:
+        ckpt = multilingual_bench_checkpoint(tiny_checkpoint())
+    else:
+        ckpt = bench_checkpoint(tiny_checkpoint(), full_size=args.full_size)
+    engine = engine_class(model).load(ckpt, device=args.device, max_speech_tokens=args.tokens)
     engine.max_speech_tokens = args.tokens  # the manifest's test cap must not shorten the budget
     if args.s3gen_batched != "auto":
         engine.s3gen_batched = args.s3gen_batched == "yes"
-    voices = [engine.prepare_voice(voice_clip(s, i)) for i, s in enumerate([3.0, 2.5, 4.0])]
-    print(f"device={args.device} ckpt={ckpt} t3={'full-size' if args.full_size else 'as in checkpoint'} "
+    # Turbo refuses references of 5 s or less (as upstream does).
+    lengths = [5.5, 6.0, 7.0] if model == TURBO else [3.0, 2.5, 4.0]
+    voices = [engine.prepare_voice(voice_clip(s, i)) for i, s in enumerate(lengths)]
+    print(f"model={model} device={args.device} ckpt={ckpt} t3={'full-size' if args.full_size else 'as in checkpoint'} "
           f"tokens/job={args.tokens} s3gen_batched={engine.s3gen_batched} threads={torch.get_num_threads()}")
 
     rows: list[Row] = []
-    with stop_token_off(engine.model.t3):
+    guard = no_alignment_analyzer() if model == MULTILINGUAL else contextlib.nullcontext()
+    with stop_token_off(engine.model.t3), guard:
         # Warm-up: the first S3Gen and T3 calls in a process pay one-time costs.
-        upstream_job(engine, make_jobs(voices, 1)[0], min(args.tokens, 20), s3_max > 0)
+        upstream_job(engine, make_jobs(voices, 1, model=model)[0], min(args.tokens, 20), s3_max > 0)
         if s3_max > 0:
-            engine.synthesize(make_jobs(voices, 1))
+            engine.synthesize(make_jobs(voices, 1, model=model))
         measure_batched_t3(engine, voices, 2, 1)
 
         up = measure_upstream(engine, voices, upstream_jobs, args.tokens, s3_max > 0, args.repeats)
@@ -340,12 +514,13 @@ def main(argv: list[str] | None = None) -> int:
         print("* estimated: T3 measured, S3Gen + watermark at the per-job cost measured at the largest "
               f"batch that ran S3Gen (batches <= {s3_max})" if s3_max else "* T3 only (S3Gen not run)")
     if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
+        path = args.json if len(args.model.split(",")) == 1 else args.json.with_name(f"{args.json.stem}-{model}.json")
+        path.write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
     b16 = next((r for r in rows if r.name == "batched" and r.batch == 16), None)
     t3_ratio = b16.t3_tok_s / up.t3_tok_s if b16 else float("nan")
     e2e_ratio = b16.jobs_s / up.jobs_s if b16 else float("nan")
-    print(f"t3_batch16_vs_upstream={t3_ratio:.2f} e2e_batch16_vs_upstream={e2e_ratio:.2f}")
-    return 0
+    print(f"{model}: t3_batch16_vs_upstream={t3_ratio:.2f} e2e_batch16_vs_upstream={e2e_ratio:.2f}")
+    return t3_ratio, e2e_ratio
 
 
 if __name__ == "__main__":

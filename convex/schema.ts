@@ -56,6 +56,11 @@ export const jobFields = {
   owner: v.optional(v.string()),
   callbackUrl: v.optional(v.string()),
   extra: v.optional(v.record(v.string(), v.any())),
+  // The Chatterbox family (voiceq/models.py): absent on older jobs, which read as
+  // model "chatterbox", kind "clone".
+  model: v.optional(v.string()),
+  language: v.optional(v.string()),
+  kind: v.optional(v.string()),
 };
 
 export default defineSchema({

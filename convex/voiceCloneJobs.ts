@@ -14,7 +14,7 @@ import { v } from "convex/values";
 import type { Doc } from "./_generated/dataModel";
 import { internalMutation, internalQuery, query } from "./_generated/server";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
-import { ALL_SCOPE, readCounts, recordTransition, userScope } from "./model/counts";
+import { ALL_SCOPE, modelScope, readCounts, recordTransition, userScope } from "./model/counts";
 import * as t from "./model/transitions";
 import { jobObject, jobResult, retryPolicy } from "./model/transitions";
 import { jobStatus, workerInfo } from "./schema";
@@ -22,7 +22,14 @@ import type { Job, JobStatus } from "./model/transitions";
 
 // Bumped when the functions' arguments or results change; the Python store checks it on ping
 // so an outdated deployment is reported as "run npx convex deploy" rather than odd failures.
-const FUNCTIONS_VERSION = 2;
+const FUNCTIONS_VERSION = 3;
+
+// voiceq/models.py's names; a job without a model is an English one.
+const MODELS = ["chatterbox", "chatterbox-turbo", "chatterbox-multilingual"];
+
+function modelOf(doc: { model?: string }): string {
+  return doc.model ?? "chatterbox";
+}
 
 const STATUSES: JobStatus[] = ["pending", "processing", "completed", "failed", "cancelled"];
 const MAX_LIST = 1000;
@@ -172,9 +179,36 @@ export const getStats = query({
       audioSecondsGenerated: completed?.resultSeconds ?? 0,
       totalGpuSeconds,
       oldestPendingCreatedAt: oldestPending?.createdAt ?? null,
+      // Over all users only: per-model totals are kept for the whole queue.
+      byModel: args.userId === undefined ? await modelTotals(ctx) : {},
     };
   },
 });
+
+async function modelTotals(ctx: QueryCtx) {
+  const out: Record<string, Record<string, number | null>> = {};
+  for (const model of MODELS) {
+    const counts = await readCounts(ctx, modelScope(model));
+    if (counts.size === 0) {
+      continue;
+    }
+    const oldest = await ctx.db
+      .query("voiceCloneJobs")
+      .withIndex("by_status_createdAt", (q) => q.eq("status", "pending"))
+      .filter((q) => (model === "chatterbox"
+        ? q.or(q.eq(q.field("model"), model), q.eq(q.field("model"), undefined))
+        : q.eq(q.field("model"), model)))
+      .order("asc")
+      .first();
+    out[model] = {
+      ...Object.fromEntries(STATUSES.map((s) => [s, counts.get(s)?.count ?? 0])),
+      audio_seconds: counts.get("completed")?.resultSeconds ?? 0,
+      gpu_seconds: (counts.get("completed")?.gpuSeconds ?? 0) + (counts.get("failed")?.gpuSeconds ?? 0),
+      oldest_pending_created_at: oldest?.createdAt ?? null,
+    };
+  }
+  return out;
+}
 
 // --- the job store's functions (internal: deploy key only) ---------------------------------
 
@@ -230,6 +264,7 @@ async function bestClaimable(
   limit: number,
   now: number,
   agingS: number,
+  model?: string,
 ): Promise<Doc<"voiceCloneJobs">[]> {
   const candidates: Doc<"voiceCloneJobs">[] = [];
   let below: number | undefined = undefined;
@@ -254,7 +289,7 @@ async function bestClaimable(
       if (taken >= limit) {
         break;
       }
-      if (t.isClaimable(doc, now)) {
+      if (t.isClaimable(doc, now) && (model === undefined || modelOf(doc) === model)) {
         candidates.push(doc);
         taken += 1;
       }
@@ -274,6 +309,8 @@ export const claimJobs = internalMutation({
     now: v.number(),
     agingS: v.optional(v.number()),
     jobIds: v.optional(v.array(v.string())),
+    // Each model's inference deployment claims its own model's jobs only.
+    model: v.optional(v.string()),
   },
   handler: async (ctx, args) => {
     const limit = checkLimit("limit", args.limit, MAX_CLAIM);
@@ -289,13 +326,13 @@ export const claimJobs = internalMutation({
       const docs: Doc<"voiceCloneJobs">[] = [];
       for (const jobId of new Set<string>(args.jobIds)) {
         const doc = await loadDoc(ctx, jobId);
-        if (doc !== null && doc.status === "pending") {
+        if (doc !== null && doc.status === "pending" && (args.model === undefined || modelOf(doc) === args.model)) {
           docs.push(doc);
         }
       }
       chosen = t.claimOrder(docs, args.now, agingS).slice(0, limit);
     } else {
-      chosen = await bestClaimable(ctx, limit, args.now, agingS);
+      chosen = await bestClaimable(ctx, limit, args.now, agingS, args.model);
     }
     const claimed: Job[] = [];
     for (const doc of chosen) {

@@ -42,6 +42,9 @@ JOB_FIELDS: dict[str, str] = {
     "owner": "owner",
     "callback_url": "callbackUrl",
     "extra": "extra",
+    "model": "model",
+    "language": "language",
+    "kind": "kind",
 }
 
 WORKER_FIELDS: dict[str, str] = {

@@ -26,7 +26,7 @@ from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, Co
 
 MODULE = "voiceCloneJobs"
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
-FUNCTIONS_VERSION = 2
+FUNCTIONS_VERSION = 3
 # Bounds of the TypeScript functions (MAX_CLAIM, MAX_LIST there).
 MAX_CLAIM = 256
 MAX_LIST = 1000
@@ -114,6 +114,7 @@ class ConvexJobStore:
         lease_s: float,
         now: float,
         job_ids: Sequence[str] | None = None,
+        model: str | None = None,
     ) -> list[Job]:
         if limit <= 0 or (job_ids is not None and not job_ids):
             return []
@@ -126,6 +127,8 @@ class ConvexJobStore:
         }
         if job_ids is not None:
             args["jobIds"] = list(job_ids)
+        if model is not None:
+            args["model"] = model
         return [job_from_document(d) for d in self._call("mutation", "claimJobs", args)]
 
     def heartbeat(self, job_id: str, *, lease_id: str, lease_s: float, now: float) -> Job:
@@ -210,6 +213,8 @@ class ConvexJobStore:
             audio_seconds_generated=float(s.get("audioSecondsGenerated") or 0.0),
             total_gpu_seconds=float(s.get("totalGpuSeconds") or 0.0),
             user_id=user_id,
+            by_model={m: {k: float(v) for k, v in entry.items() if v is not None}
+                      for m, entry in (s.get("byModel") or {}).items()},
         )
 
 

@@ -83,11 +83,14 @@ class JobQueueAutoscalingPolicy:
         self,
         settings: Mapping[str, Any] | None = None,
         scaling: Mapping[str, Any] | None = None,
+        model: str | None = None,
         *,
         store: JobStore | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings_from_kwargs(settings or {})
+        # The model whose deployment this policy scales (None: the whole queue).
+        self.model = model
         self.config = ScalingConfig.from_dict(scaling or {})
         self._store = store
         self._clock = clock or time.time
@@ -178,7 +181,7 @@ class JobQueueAutoscalingPolicy:
         if self._store is None:
             self._store = open_job_store(self.settings)
         stats = self._store.stats()
-        return QueueSnapshot.from_stats(stats, now=self._clock())
+        return QueueSnapshot.from_stats(stats, now=self._clock(), model=self.model)
 
     def _store_failed(self, error: str) -> None:
         if self._outage is None:
@@ -211,7 +214,8 @@ def _consume_exception(fut: asyncio.Future) -> None:
         fut.exception()
 
 
-def autoscaling_config(settings: Settings, scaling: ScalingConfig | None = None) -> AutoscalingConfig:
+def autoscaling_config(settings: Settings, scaling: ScalingConfig | None = None,
+                       model: str | None = None) -> AutoscalingConfig:
     """The inference deployment's `autoscaling_config`: replicas from the job queue.
 
     Serve's own delays are zero because the policy owns timing (`idle_s`, `scale_in_s`); with
@@ -230,6 +234,7 @@ def autoscaling_config(settings: Settings, scaling: ScalingConfig | None = None)
         downscale_to_zero_delay_s=0.0,
         policy=AutoscalingPolicy(
             policy_function=JobQueueAutoscalingPolicy,
-            policy_kwargs={"settings": settings_to_kwargs(settings), "scaling": scaling.to_dict()},
+            policy_kwargs={"settings": settings_to_kwargs(settings), "scaling": scaling.to_dict(),
+                           **({"model": model} if model is not None else {})},
         ),
     )

@@ -34,8 +34,10 @@ class RemoteJobs:
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
 
-    async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]:
-        return await call(self.handle, "claim", worker, limit=limit, job_ids=job_ids)
+    async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None,
+                    model: str | None = None) -> list[Job]:
+        extra = {"model": model} if model is not None else {}
+        return await call(self.handle, "claim", worker, limit=limit, job_ids=job_ids, **extra)
 
     async def heartbeat(self, job_id: str, *, lease_id: str) -> Job:
         return await call(self.handle, "heartbeat", job_id, lease_id=lease_id)

@@ -37,21 +37,28 @@ def batch_limits(max_rows: int, wait_s: float, token_budget: int) -> BatchLimits
     return BatchLimits(max_rows=max_rows, token_budget=token_budget, wait_to_fill_s=wait_s)
 
 
-def default_engine_factory(settings: Settings) -> Engine:
+def default_engine_factory(settings: Settings, model: str = "chatterbox") -> Engine:
     from voiceq.engine.chatterbox import load_engine
 
-    return load_engine(settings)
+    return load_engine(settings, model)
+
+
+def deployment_name(model: str) -> str:
+    """Each served model is its own inference deployment; English keeps the original name."""
+    return "VoiceCloneInference" if model == "chatterbox" else f"VoiceCloneInference-{model}"
 
 
 @serve.deployment(name="VoiceCloneInference", max_ongoing_requests=32, health_check_period_s=10,
                   graceful_shutdown_timeout_s=120)
 class InferenceDeployment:
     async def __init__(self, settings: Settings, jobs: DeploymentHandle,
-                       engine_factory: EngineFactory | None = None) -> None:
+                       engine_factory: EngineFactory | None = None, model: str | None = None) -> None:
         configure_logging()
         self.settings = settings
-        factory = engine_factory or default_engine_factory
-        engine = await asyncio.to_thread(factory, settings)
+        if engine_factory is None:
+            engine = await asyncio.to_thread(default_engine_factory, settings, model or "chatterbox")
+        else:
+            engine = await asyncio.to_thread(engine_factory, settings)
         context = serve.get_replica_context()
         worker = WorkerInfo(
             environment=settings.environment,
@@ -69,6 +76,8 @@ class InferenceDeployment:
             heartbeat_s=max(0.5, settings.lease_s / 3),
             poll_interval_s=settings.poll_interval_s,
             metrics=Metrics(),
+            # With several models served, each deployment claims its own model's jobs only.
+            model=model if len(settings.served_models) > 1 else None,
         )
         self.run.set_max_batch_size(settings.max_batch_size)
         self.run.set_batch_wait_timeout_s(settings.batch_wait_s)

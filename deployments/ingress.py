@@ -24,10 +24,12 @@ from .handles import call
 class ServeBackend:
     """`serve_app.http.Backend` made of Serve handles."""
 
-    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:
+    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
+                 by_model: dict[str, DeploymentHandle] | None = None) -> None:
         self.settings = settings
         self.jobs = jobs
         self.inference = inference
+        self.by_model = dict(by_model or {})
 
     async def submit(self, sub: Submission) -> Job:
         return await call(self.jobs, "submit", sub)
@@ -36,7 +38,8 @@ class ServeBackend:
         return await call(self.jobs, "get", job_id)
 
     async def run_now(self, job_id: str) -> Job:
-        await call(self.inference, "run", job_id)
+        job = await self.get(job_id)
+        await call(self.by_model.get(job.model, self.inference), "run", job_id)
         # Whoever ran it (this call, or a worker's own loop that claimed it first), wait for the
         # outcome: a final state, or back in the queue after a failure that may pass.
         while True:
@@ -107,7 +110,8 @@ def _build_http_app() -> Starlette:
                   ray_actor_options={"num_cpus": 0})
 @serve.ingress(_build_http_app)
 class IngressDeployment:
-    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:
+    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
+                 by_model: dict[str, DeploymentHandle] | None = None) -> None:
         configure_logging()
-        self.backend = ServeBackend(settings, jobs, inference)
+        self.backend = ServeBackend(settings, jobs, inference, by_model)
         _offer(self.backend)

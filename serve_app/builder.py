@@ -11,13 +11,14 @@ from ray.serve import Application
 
 from deployments.autoscaling import autoscaling_config
 from deployments.ingress import IngressDeployment
-from deployments.inference import EngineFactory, InferenceDeployment, default_engine_factory
+from deployments.inference import EngineFactory, InferenceDeployment, default_engine_factory, deployment_name
 from deployments.job_manager import JobManagerDeployment
 from voiceq.scaling import ScalingConfig
 from voiceq.settings import Settings
 
 
-def inference_options(settings: Settings, batch: dict[str, Any] | None = None) -> dict[str, Any]:
+def inference_options(settings: Settings, batch: dict[str, Any] | None = None,
+                      model: str | None = None) -> dict[str, Any]:
     # Batch limits travel as user_config, so `serve deploy` (or `compose(..., batch=...)`)
     # changes them in place, without restarting replicas.
     user_config = {"max_batch_size": settings.max_batch_size, "batch_wait_s": settings.batch_wait_s,
@@ -31,7 +32,8 @@ def inference_options(settings: Settings, batch: dict[str, Any] | None = None) -
         actor["num_gpus"] = 1
     if settings.autoscaling:
         # Replicas follow the job queue, from zero (VOICEQ_SCALE_* tune the policy).
-        return {"autoscaling_config": autoscaling_config(settings, ScalingConfig.from_env()),
+        per_model = model if len(settings.served_models) > 1 else None  # each model scales on its own queue
+        return {"autoscaling_config": autoscaling_config(settings, ScalingConfig.from_env(), per_model),
                 "ray_actor_options": actor, "user_config": user_config, "max_ongoing_requests": ongoing}
     return {"num_replicas": settings.inference_replicas, "ray_actor_options": actor, "user_config": user_config,
             "max_ongoing_requests": ongoing}
@@ -64,9 +66,16 @@ def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
     which a redeploy applies in place."""
     version = code_version(settings, engine_factory)
     jobs = JobManagerDeployment.options(version=version).bind(settings)
-    inference = InferenceDeployment.options(version=version, **inference_options(settings, batch)).bind(
-        settings, jobs, engine_factory)
-    return IngressDeployment.options(version=version).bind(settings, jobs, inference)
+    # One inference deployment per served model (voiceq.models), each with its own replicas,
+    # batches and queue-driven scaling: jobs of different models never share an engine pass.
+    by_model = {
+        model: InferenceDeployment.options(
+            name=deployment_name(model), version=version, **inference_options(settings, batch, model)
+        ).bind(settings, jobs, engine_factory, model)
+        for model in settings.served_models
+    }
+    inference = next(iter(by_model.values()))
+    return IngressDeployment.options(version=version).bind(settings, jobs, inference, by_model)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -39,6 +39,7 @@ from voiceq.store import JobStats
 from . import responses
 from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of, require_admin
 from .responses import API_PREFIX
+from .family import build_conversion, conversion_form
 from .validation import build_submission, check_job_id, check_user_id, read_upload
 
 log = logging.getLogger("voiceq.http")
@@ -136,6 +137,33 @@ async def clone(request: Request) -> Response:
             status_code=503, headers={"Retry-After": "5"},
         )
     return JSONResponse(responses.clone_failed(job), status_code=500)
+
+
+async def convert(request: Request) -> Response:
+    """Voice conversion: `source_audio` spoken in the voice of `voice_id` or of an
+    `audio_file` sample; queued and run like a clone (same states, retries, webhooks)."""
+    backend = _backend(request)
+    settings = backend.settings
+    principal = _principal(request)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInput("expected a multipart/form-data body with source_audio, user_id and voice_id or audio_file",
+                           status_code=415)
+    try:
+        async with request.form(max_files=2, max_fields=32, max_part_size=64 * 1024) as form:
+            uploads = {}
+            for name in ("source_audio", "audio_file"):
+                upload = form.get(name)
+                if isinstance(upload, str):
+                    raise InvalidInput(f"{name} must be a file upload, not a text field", field=name)
+                uploads[name] = await read_upload(upload, settings) if upload is not None else None
+            fields = conversion_form(form)
+            base = build_submission(fields, uploads["audio_file"], settings, owner=owner_of(principal),
+                                    idempotency_key=request.headers.get("idempotency-key"))
+            submission = build_conversion(uploads["source_audio"], settings, base=base)
+    except MultiPartException as err:
+        raise InvalidInput(f"malformed multipart body: {err.message}") from err
+    job = await backend.submit(submission)
+    return JSONResponse(responses.clone_queued(job), status_code=202)
 
 
 async def job_status(request: Request) -> Response:
@@ -303,6 +331,7 @@ async def _no_receive() -> Message:
 def create_http_app(backend: Backend) -> Starlette:
     routes = [
         Route(f"{API_PREFIX}/clone", clone, methods=["POST"]),
+        Route(f"{API_PREFIX}/convert", convert, methods=["POST"]),
         Route(f"{API_PREFIX}/jobs", list_jobs, methods=["GET"]),
         Route(f"{API_PREFIX}/stats", stats, methods=["GET"]),
         Route(f"{API_PREFIX}/jobs/{{job_id}}/status", job_status, methods=["GET"]),

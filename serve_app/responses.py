@@ -90,6 +90,20 @@ def stats_body(stats: JobStats, *, gpu_hourly_price: float) -> dict[str, Any]:
         "gpuHourlyPrice": gpu_hourly_price,
         "estimatedCost": round(gpu_hours * gpu_hourly_price, 6),
         "audioSecondsGenerated": stats.audio_seconds_generated,
+        # Per model: counts, audio made, GPU time and its cost, and the cost of a second of audio.
+        "byModel": {
+            model: {
+                **{status: int(entry.get(status, 0)) for status in stats.by_status},
+                "audioSeconds": entry.get("audio_seconds", 0.0),
+                "gpuSeconds": entry.get("gpu_seconds", 0.0),
+                "estimatedCost": round(entry.get("gpu_seconds", 0.0) / 3600.0 * gpu_hourly_price, 6),
+                "costPerAudioSecond": (
+                    round(entry.get("gpu_seconds", 0.0) / 3600.0 * gpu_hourly_price / entry["audio_seconds"], 8)
+                    if entry.get("audio_seconds") else None
+                ),
+            }
+            for model, entry in sorted(stats.by_model.items())
+        },
     }
 
 

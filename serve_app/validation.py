@@ -17,6 +17,8 @@ from voiceq.manager import Submission
 from voiceq.settings import Settings
 from voiceq.webhooks import check_callback_url
 
+from .family import check_reference, model_choice
+
 DEFAULT_SAMPLE_TEXT = "Hello, this is my cloned voice."
 MAX_USER_ID_CHARS = 128
 _USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+\-]+$")
@@ -129,6 +131,7 @@ def build_submission(
     if voice_id is None and audio is None:
         raise InvalidInput("audio_file is required (or voice_id of a voice cloned before)", field="audio_file")
     params = generation_params(form)
+    model, language = model_choice(form, params, settings)
     priority_raw = _text_field(form, "priority", required=False, max_chars=8)
     priority = 0
     if priority_raw is not None:
@@ -152,6 +155,7 @@ def build_submission(
     if audio is not None:
         clip = decode_upload(audio, min_s=settings.min_audio_s, max_s=settings.max_audio_s)
         wav, seconds = to_wav(clip), round(clip.seconds, 3)
+        check_reference(model, seconds)
     return Submission(
         user_id=user_id,
         voice_name=voice_name,
@@ -164,4 +168,6 @@ def build_submission(
         owner=owner,
         callback_url=callback_url,
         params=params,
+        model=model,
+        language=language,
     )

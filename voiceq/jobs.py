@@ -130,6 +130,12 @@ class Job:
     owner: str | None = None
     callback_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Which member of the Chatterbox family runs the job (voiceq.models), in which language
+    # (multilingual only), and what it does: "clone" (text in a voice) or "convert" (speech
+    # to speech in a voice). Records written before these existed read as English clones.
+    model: str = "chatterbox"
+    language: str | None = None
+    kind: str = "clone"
 
     def replace(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
@@ -168,6 +174,9 @@ def new_job(
     owner: str | None = None,
     callback_url: str | None = None,
     extra: dict[str, Any] | None = None,
+    model: str = "chatterbox",
+    language: str | None = None,
+    kind: str = "clone",
 ) -> Job:
     return Job(
         job_id=job_id,
@@ -186,6 +195,9 @@ def new_job(
         owner=owner,
         callback_url=callback_url,
         extra=dict(extra or {}),
+        model=model,
+        language=language,
+        kind=kind,
     )
 
 

@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TypeVar
 
-from .errors import BlobNotFound, JobNotFound, QueueFull, StaleLease, StoreUnavailable, VoiceNotFound
+from .errors import BlobNotFound, InvalidInput, JobNotFound, QueueFull, StaleLease, StoreUnavailable, VoiceNotFound
 from .jobs import Job, JobResult, JobStatus, WorkerInfo, new_job, new_job_id
 from .logs import log_job
 from .views import job_view
 from .metrics import Metrics, failure_reason
 from .settings import Settings
 from .storage import BlobStorage, upload_key, voice_key
+from .storage.base import source_key, voice_reference_key
 from .store import JobStats, JobStore
 
 log = logging.getLogger("voiceq.manager")
@@ -42,6 +43,13 @@ class Submission:
     owner: str | None = None
     callback_url: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # The Chatterbox family (voiceq.models): the model, its language, and the job's kind.
+    # A conversion carries the speech to convert (`source_wav`); its voice is `voice_id` or
+    # the target sample in `audio_wav`.
+    model: str = "chatterbox"
+    language: str | None = None
+    kind: str = "clone"
+    source_wav: bytes | None = None
 
 
 class JobManager:
@@ -70,12 +78,14 @@ class JobManager:
     async def submit(self, sub: Submission) -> Job:
         """Store the upload, then the job record. If the record cannot be written the upload
         is removed again, so a failed submission leaves nothing behind."""
+        if sub.model not in self.settings.served_models:
+            raise InvalidInput(f"model {sub.model!r} is not served here (this deployment serves "
+                               f"{', '.join(self.settings.served_models)})", field="model")
         await self.check_capacity(sub.user_id)
         job_id = new_job_id()
         audio_key = ""
         if sub.voice_id is not None:
-            if not await self._call(self.storage.exists, voice_key(sub.voice_id)):
-                raise VoiceNotFound(sub.voice_id)
+            await self._check_voice(sub.voice_id, sub.model)
         else:
             assert sub.audio_wav is not None, "a submission needs audio or a voice id"
             audio_key = upload_key(job_id)
@@ -93,25 +103,46 @@ class JobManager:
             owner=sub.owner,
             callback_url=sub.callback_url,
             extra={"params": dict(sub.params)} if sub.params else None,
+            model=sub.model,
+            language=sub.language,
+            kind=sub.kind,
         )
+        source = source_key(job_id) if sub.source_wav is not None else ""
+        if source:
+            job = job.replace(extra={**job.extra, "source_key": source})
         if sub.voice_id is not None:
             job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
+        blobs = [k for k in (audio_key, source) if k]
         if audio_key:
             await self._call(self.storage.put, audio_key, sub.audio_wav, content_type="audio/wav")
+        if source:
+            await self._call(self.storage.put, source, sub.source_wav, content_type="audio/wav")
         try:
             stored = await self._call(self.store.create, job)
         except BaseException:
-            if audio_key:
-                await self._delete_quietly(audio_key)
+            for key in blobs:
+                await self._delete_quietly(key)
             raise
         if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
-            if audio_key:
-                await self._delete_quietly(audio_key)
+            for key in blobs:
+                await self._delete_quietly(key)
             log_job("replayed", stored, idempotency_key=sub.idempotency_key)
             return stored
         log_job("submitted", stored, priority=stored.priority or None)
         self.metrics.submitted(self.settings.environment)
         return stored
+
+    async def _check_voice(self, voice_id: str, model: str) -> None:
+        """A voice exists if its reference or its English conditionals do. Voices made before
+        the family was served have no reference: they serve the English model only."""
+        if await self._call(self.storage.exists, voice_reference_key(voice_id)):
+            return
+        if not await self._call(self.storage.exists, voice_key(voice_id)):
+            raise VoiceNotFound(voice_id)
+        if model != "chatterbox":
+            raise InvalidInput(f"voice {voice_id} was cloned before other models were served and keeps no "
+                               f"reference clip to prepare {model!r} from; clone it again from its sample",
+                               field="voice_id", status_code=409)
 
     async def _delete_quietly(self, key: str) -> None:
         try:
@@ -175,7 +206,8 @@ class JobManager:
 
     # --- worker protocol ----------------------------------------------------------------
 
-    async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]:
+    async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None,
+                    model: str | None = None) -> list[Job]:
         jobs = await self._call(
             self.store.claim,
             worker=worker,
@@ -183,6 +215,7 @@ class JobManager:
             lease_s=self.settings.lease_s,
             now=self.clock(),
             job_ids=list(job_ids) if job_ids is not None else None,
+            **({"model": model} if model is not None else {}),
         )
         for job in jobs:
             waited = (job.started_at or job.created_at) - job.created_at

@@ -157,11 +157,16 @@ class QueueSnapshot:
         return self.pending + self.processing
 
     @classmethod
-    def from_stats(cls, stats: Any, *, now: float) -> QueueSnapshot:
-        """From a `voiceq.store.JobStats`."""
-        oldest = stats.oldest_pending_created_at
-        age = max(0.0, now - oldest) if (oldest is not None and stats.pending) else None
-        return cls(pending=stats.pending, processing=stats.processing, oldest_pending_age_s=age, taken_at=now)
+    def from_stats(cls, stats: Any, *, now: float, model: str | None = None) -> QueueSnapshot:
+        """From a `voiceq.store.JobStats`: the whole queue, or one model's jobs (each model's
+        inference deployment scales on its own queue)."""
+        if model is not None:
+            pending, processing = stats.pending_for(model), stats.processing_for(model)
+            oldest = stats.oldest_pending_for(model)
+        else:
+            pending, processing, oldest = stats.pending, stats.processing, stats.oldest_pending_created_at
+        age = max(0.0, now - oldest) if (oldest is not None and pending) else None
+        return cls(pending=pending, processing=processing, oldest_pending_age_s=age, taken_at=now)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ class Settings:
     chatterbox_ckpt_dir: Path | None = None
     chatterbox_device: str = "auto"
     max_speech_tokens: int = 1000
+    # The Chatterbox family (voiceq.models): which models this deployment serves, each its own
+    # inference deployment, and where their checkpoints are (unset: the model hub).
+    models: str = "chatterbox"  # VOICEQ_MODELS, comma-separated
+    chatterbox_turbo_ckpt_dir: Path | None = None
+    chatterbox_multilingual_ckpt_dir: Path | None = None
 
     # The queue.
     store_timeout_s: float = 10.0  # a job-store call that cannot finish in this long fails (503)
@@ -93,6 +98,19 @@ class Settings:
             raise ValueError("VOICEQ_MAX_BATCH_SIZE must be at least 1")
         if self.auth not in ("auto", "required", "off"):
             raise ValueError(f"VOICEQ_AUTH must be auto, required or off, not {self.auth!r}")
+        from .models import MODELS
+
+        unknown = [m for m in self.served_models if m not in MODELS]
+        if unknown or not self.served_models:
+            raise ValueError(f"VOICEQ_MODELS must name models among {', '.join(MODELS)}, not {self.models!r}")
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.strip() for m in self.models.split(",") if m.strip()))
+
+    def checkpoint_dir_for(self, model: str) -> Path | None:
+        return {"chatterbox-turbo": self.chatterbox_turbo_ckpt_dir,
+                "chatterbox-multilingual": self.chatterbox_multilingual_ckpt_dir}.get(model, self.chatterbox_ckpt_dir)
 
     @property
     def auth_required(self) -> bool:
@@ -142,8 +160,9 @@ class Settings:
                 values[name] = _parse(fields[name], value) if isinstance(value, str) else value
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
-        if values.get("chatterbox_ckpt_dir") is not None:
-            values["chatterbox_ckpt_dir"] = Path(values["chatterbox_ckpt_dir"]).expanduser().resolve()
+        for key in ("chatterbox_ckpt_dir", "chatterbox_turbo_ckpt_dir", "chatterbox_multilingual_ckpt_dir"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key]).expanduser().resolve()
         return cls(**values)
 
 
@@ -160,6 +179,8 @@ _ENV_NAMES = {
     "s3_secret_access_key": "S3_SECRET_ACCESS_KEY",
     "chatterbox_mode": "CHATTERBOX_MODE",
     "chatterbox_ckpt_dir": "CHATTERBOX_CKPT_DIR",
+    "chatterbox_turbo_ckpt_dir": "CHATTERBOX_TURBO_CKPT_DIR",
+    "chatterbox_multilingual_ckpt_dir": "CHATTERBOX_MULTILINGUAL_CKPT_DIR",
     "chatterbox_device": "CHATTERBOX_DEVICE",
     "data_dir": "VOICEQ_DATA_DIR",
 }

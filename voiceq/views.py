@@ -23,6 +23,10 @@ def job_view(job: Job, *, result_url: str | None = None) -> dict[str, Any]:
         "attempts": job.attempts,
         "maxAttempts": job.max_attempts,
         "priority": job.priority,
+        # The Chatterbox family: beside the seed's fields, never instead of them.
+        "model": job.model,
+        "kind": job.kind,
+        **({"language": job.language} if job.language else {}),
         "workerInfo": (
             {
                 "environment": job.worker_info.environment,

@@ -20,13 +20,17 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from .audio import from_wav, to_mp3
 from .batching import BatchLimits, plan_batches, worth_waiting
+from .audio import to_wav
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
+from .engine.base import ConversionRequest
 from .engine.text import speech_token_estimate
 from .errors import (BlobNotFound, InvalidInput, JobFailed, ServiceUnavailable, StaleLease, StorageUnavailable,
                      StoreUnavailable)
 from .jobs import Job, JobResult, WorkerInfo, new_voice_id
 from .metrics import Metrics
-from .storage import BlobStorage, result_key, voice_key
+from .models import CHATTERBOX, KIND_CONVERT, MODELS
+from .storage import BlobStorage, result_key
+from .storage.base import voice_model_key, voice_reference_key
 
 log = logging.getLogger("voiceq.worker")
 
@@ -38,7 +42,8 @@ class JobsApi(Protocol):
     """What a worker needs from bookkeeping. `JobManager` provides it in-process; the
     inference deployment provides it over a Serve handle."""
 
-    async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]: ...
+    async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None,
+                    model: str | None = None) -> list[Job]: ...
 
     async def heartbeat(self, job_id: str, *, lease_id: str) -> Job: ...
 
@@ -59,6 +64,9 @@ class Produced:
     speech_tokens: int
     audio_seconds: float
     new_voice: bool
+    # blobs this job created for its voice (a new voice's reference, a model's conditionals):
+    # removed again if its result is discarded
+    voice_blobs: tuple[str, ...] = ()
 
 
 def classify(err: BaseException) -> JobFailed:
@@ -105,7 +113,10 @@ class VoiceCache:
 
 
 def generation_params(job: Job) -> GenerationParams:
-    raw = dict(job.extra.get("params") or {})
+    """The job's settings over its model's upstream defaults (Turbo's top-p and top-k,
+    Multilingual's repetition penalty) over ours."""
+    spec = MODELS.get(job.model)
+    raw = {**(dict(spec.defaults) if spec else {}), **dict(job.extra.get("params") or {})}
     known = set(GenerationParams.__dataclass_fields__)
     return GenerationParams(**{k: v for k, v in raw.items() if k in known})
 
@@ -124,8 +135,12 @@ class Worker:
         poll_interval_s: float = 1.0,
         voice_cache: VoiceCache | None = None,
         metrics: Metrics | None = None,
+        model: str | None = None,
     ) -> None:
         self.jobs = jobs
+        # The family member this worker's engine is: it claims that model's jobs only
+        # (None: every job, for single-model setups and stand-in engines).
+        self.model = model
         self.storage = storage
         self.engine = engine
         self.worker = worker
@@ -182,12 +197,12 @@ class Worker:
             if self._stopping:
                 return 0
             limits = self.limits
-            batch = await self.jobs.claim(self.worker, limit=limits.max_rows)
+            batch = await self._claim(limit=limits.max_rows)
             if worth_waiting(len(batch), limits):
                 # A short wait fills a batch that just started to form: GPUs are paid by the
                 # second, and a pass of 8 costs little more than a pass of 1.
                 await asyncio.sleep(limits.wait_to_fill_s)
-                batch += await self.jobs.claim(self.worker, limit=limits.max_rows - len(batch))
+                batch += await self._claim(limit=limits.max_rows - len(batch))
             if batch:
                 await self.process(batch)
             return len(batch)
@@ -196,10 +211,15 @@ class Worker:
         """Process these jobs now if they are still pending (development mode's direct path).
         Returns the ids this call claimed; others were already taken by someone else."""
         async with self._engine_turn:
-            batch = await self.jobs.claim(self.worker, limit=len(job_ids), job_ids=job_ids)
+            batch = await self._claim(limit=len(job_ids), job_ids=job_ids)
             if batch:
                 await self.process(batch)
             return [j.job_id for j in batch]
+
+    async def _claim(self, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]:
+        if self.model is None:
+            return await self.jobs.claim(self.worker, limit=limit, job_ids=job_ids)
+        return await self.jobs.claim(self.worker, limit=limit, job_ids=job_ids, model=self.model)
 
     # --- one batch ----------------------------------------------------------------------
 
@@ -272,7 +292,7 @@ class Worker:
                 await self._record(lambda: self.jobs.complete(job.job_id, lease_id=lease, result=result))
             except StaleLease:
                 if isinstance(outcome, Produced):
-                    keys = [outcome.result_key] + ([outcome.voice_key] if outcome.new_voice else [])
+                    keys = [outcome.result_key] + list(outcome.voice_blobs)
                     await asyncio.to_thread(self._delete, keys)
             except Exception:
                 # Bookkeeping unreachable: the lease will expire and the job will run again.
@@ -301,53 +321,81 @@ class Worker:
 
     # --- the engine side (runs in a thread) -----------------------------------------------
 
-    def _voice_for(self, job: Job) -> tuple[str, Any, bool]:
-        if job.voice_id:  # a known voice: memory, then storage
-            voice = self.voices.get(job.voice_id)
+    def _voice_for(self, job: Job) -> tuple[str, Any, list[str]]:
+        """(voice id, this engine's prepared voice, blobs created for it). A known voice is
+        read from memory, then from its conditionals for this model, else prepared from its
+        reference clip (the first use of a voice with this model) and stored for next time.
+        A new upload becomes a voice: its reference and this model's conditionals."""
+        model = self.model or job.model or CHATTERBOX
+        if job.voice_id:
+            cache_key = job.voice_id if model == CHATTERBOX else f"{job.voice_id}:{model}"
+            voice = self.voices.get(cache_key)
+            created: list[str] = []
             if voice is None:
-                voice = self.engine.voice_from_bytes(self.storage.get(voice_key(job.voice_id)))
-                self.voices.put(job.voice_id, voice)
-            return job.voice_id, voice, False
-        clip = from_wav(self.storage.get(job.audio_key))
+                key = voice_model_key(job.voice_id, model)
+                try:
+                    voice = self.engine.voice_from_bytes(self.storage.get(key))
+                except BlobNotFound:
+                    clip = from_wav(self.storage.get(voice_reference_key(job.voice_id)))
+                    voice = self.engine.prepare_voice(clip)
+                    self.storage.put(key, self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
+                    created.append(key)
+                self.voices.put(cache_key, voice)
+            return job.voice_id, voice, created
+        wav = self.storage.get(job.audio_key)
+        clip = from_wav(wav)
         voice = self.engine.prepare_voice(clip)
         voice_id = new_voice_id()
-        self.storage.put(voice_key(voice_id), self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
-        self.voices.put(voice_id, voice)
-        return voice_id, voice, True
+        keys = [voice_reference_key(voice_id), voice_model_key(voice_id, model)]
+        self.storage.put(keys[0], to_wav(clip), content_type="audio/wav")
+        self.storage.put(keys[1], self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
+        self.voices.put(voice_id if model == CHATTERBOX else f"{voice_id}:{model}", voice)
+        return voice_id, voice, keys
 
     def _produce(self, batch: list[Job]) -> list[Produced | BaseException]:
         outcomes: list[Produced | BaseException] = [RuntimeError("not run")] * len(batch)
-        requests: list[SynthesisRequest] = []
-        slots: list[tuple[int, str, bool]] = []
+        clones: list[SynthesisRequest] = []
+        conversions: list[ConversionRequest] = []
+        slots: list[tuple[int, str, list[str], bool]] = []  # (job index, voice id, its new blobs, conversion?)
         for i, job in enumerate(batch):
             try:
-                voice_id, voice, new = self._voice_for(job)
-                requests.append(SynthesisRequest(job.job_id, voice, job.sample_text, generation_params(job)))
-                slots.append((i, voice_id, new))
+                voice_id, voice, created = self._voice_for(job)
+                if job.kind == KIND_CONVERT:
+                    if not hasattr(self.engine, "convert"):
+                        raise JobFailed(f"the {self.engine.info.name} engine cannot convert voices", transient=False)
+                    source = from_wav(self.storage.get(str(job.extra.get("source_key") or "")))
+                    conversions.append(ConversionRequest(job.job_id, voice, source, generation_params(job).seed))
+                else:
+                    clones.append(SynthesisRequest(job.job_id, voice, job.sample_text, generation_params(job),
+                                                   job.language))
+                slots.append((i, voice_id, created, job.kind == KIND_CONVERT))
             except Exception as err:
                 outcomes[i] = err
-        synthesized = self.engine.synthesize(requests) if requests else []
-        for (i, voice_id, new), out in zip(slots, synthesized):
+        synthesized = iter(self.engine.synthesize(clones) if clones else [])
+        converted = iter(self.engine.convert(conversions) if conversions else [])  # type: ignore[attr-defined]
+        for i, voice_id, created, is_conversion in slots:
             job = batch[i]
+            out = next(converted) if is_conversion else next(synthesized)
             if isinstance(out, BaseException):
                 outcomes[i] = out
-                if new:  # a retry prepares the voice again under a new id
-                    self._delete([voice_key(voice_id)])
+                if not job.voice_id:  # a retry prepares the voice again under a new id
+                    self._delete(created)
                 continue
             try:
-                outcomes[i] = self._store_result(job, voice_id, new, out)
+                outcomes[i] = self._store_result(job, voice_id, created, out)
             except Exception as err:
                 outcomes[i] = err
         return outcomes
 
-    def _store_result(self, job: Job, voice_id: str, new_voice: bool, out: Synthesis) -> Produced:
+    def _store_result(self, job: Job, voice_id: str, created: list[str], out: Synthesis) -> Produced:
         key = result_key(job.job_id, job.lease_id or "nolease")
         self.storage.put(key, to_mp3(out.clip), content_type="audio/mpeg")
         return Produced(
             voice_id=voice_id,
-            voice_key=voice_key(voice_id),
+            voice_key=voice_model_key(voice_id, self.model or job.model or CHATTERBOX),
             result_key=key,
             speech_tokens=out.speech_tokens,
             audio_seconds=round(out.seconds, 3),
-            new_voice=new_voice,
+            new_voice=not job.voice_id,
+            voice_blobs=tuple(created),
         )

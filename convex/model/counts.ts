@@ -10,6 +10,11 @@ export function userScope(userId: string): string {
   return `user:${userId}`;
 }
 
+/** Per-model totals (stats and cost by model, and each model's queue for its scaling). */
+export function modelScope(model: string | undefined): string {
+  return `model:${model ?? "chatterbox"}`;
+}
+
 export type Count = { count: number; processingTime: number; resultSeconds: number; gpuSeconds: number };
 
 /** What one job adds to the totals of the status it is in. */
@@ -65,7 +70,7 @@ export async function recordTransition(ctx: MutationCtx, before: Job | null, aft
   // Completed is terminal, so its sums only ever grow; a failed job can be requeued and leaves
   // the failed totals again.
   const entering = contribution(after);
-  for (const scope of [ALL_SCOPE, userScope(after.userId)]) {
+  for (const scope of [ALL_SCOPE, userScope(after.userId), modelScope(after.model)]) {
     if (before !== null) {
       await adjust(ctx, scope, before.status, negate(contribution(before)));
     }

@@ -32,6 +32,22 @@ def voice_key(voice_id: str) -> str:
     return check_key(f"voices/{voice_id}.pt")
 
 
+# One voice, every model: the reference clip each model prepares its own conditionals from,
+# and each model's prepared conditionals (English keeps `voice_key`). All of a voice's blobs
+# start with `voices/{voice_id}`, so deleting a voice can delete by that prefix.
+def voice_reference_key(voice_id: str) -> str:
+    return check_key(f"voices/{voice_id}/reference.wav")
+
+
+def voice_model_key(voice_id: str, model: str) -> str:
+    return voice_key(voice_id) if model == "chatterbox" else check_key(f"voices/{voice_id}/{model}.pt")
+
+
+def source_key(job_id: str) -> str:
+    """A conversion job's source speech."""
+    return check_key(f"uploads/{job_id}-source.wav")
+
+
 @runtime_checkable
 class BlobStorage(Protocol):
     """Raises `BlobNotFound` for a missing key and `StorageUnavailable` when the backend fails."""

@@ -23,6 +23,19 @@ class JobStats:
     total_gpu_seconds: float = 0.0
     user_id: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    # Per model (voiceq.models): job counts by status, plus audio_seconds (completed jobs),
+    # gpu_seconds (completed and failed) and oldest_pending_created_at, as `model_breakdown`
+    # sums them.
+    by_model: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def pending_for(self, model: str) -> int:
+        return int(self.by_model.get(model, {}).get(JobStatus.PENDING.value, 0))
+
+    def processing_for(self, model: str) -> int:
+        return int(self.by_model.get(model, {}).get(JobStatus.PROCESSING.value, 0))
+
+    def oldest_pending_for(self, model: str) -> float | None:
+        return self.by_model.get(model, {}).get("oldest_pending_created_at")
 
     @property
     def pending(self) -> int:
@@ -31,6 +44,23 @@ class JobStats:
     @property
     def processing(self) -> int:
         return self.by_status.get(JobStatus.PROCESSING.value, 0)
+
+
+def model_breakdown(rows: Sequence[tuple[str, str, int, float, float, float | None]]) -> dict[str, dict[str, float]]:
+    """Per-model stats from (model, status, count, result seconds, gpu seconds, oldest
+    created_at) groups."""
+    out: dict[str, dict[str, float]] = {}
+    for model, status, count, audio_s, gpu_s, oldest in rows:
+        entry = out.setdefault(model or "chatterbox", {s.value: 0 for s in JobStatus} | {
+            "audio_seconds": 0.0, "gpu_seconds": 0.0})
+        entry[status] = entry.get(status, 0) + int(count)
+        if status == JobStatus.COMPLETED.value:
+            entry["audio_seconds"] += float(audio_s or 0.0)
+        if status in (JobStatus.COMPLETED.value, JobStatus.FAILED.value):
+            entry["gpu_seconds"] += float(gpu_s or 0.0)
+        if status == JobStatus.PENDING.value and oldest is not None:
+            entry["oldest_pending_created_at"] = float(oldest)
+    return out
 
 
 @runtime_checkable
@@ -56,9 +86,11 @@ class JobStore(Protocol):
         lease_s: float,
         now: float,
         job_ids: Sequence[str] | None = None,
+        model: str | None = None,
     ) -> list[Job]:
         """Atomically move up to `limit` claimable jobs (all of `job_ids` that are claimable, when
-        given) to processing under fresh leases. Two claimers never receive the same job."""
+        given), of `model` only when given, to processing under fresh leases. Two claimers never
+        receive the same job."""
         ...
 
     def heartbeat(self, job_id: str, *, lease_id: str, lease_s: float, now: float) -> Job: ...

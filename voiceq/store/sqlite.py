@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 from .. import jobs as transitions
 from ..errors import JobNotFound, StoreUnavailable
 from ..jobs import Job, JobResult, JobStatus, RetryPolicy, WorkerInfo
-from .base import JobStats
+from .base import JobStats, model_breakdown
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,6 +39,9 @@ CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs (status, lease_expires_at);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency
     ON jobs (owner, user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 """
+# Each model's inference deployment claims only its model's jobs. Added to files made before.
+_MODEL_COLUMN = "ALTER TABLE jobs ADD COLUMN model TEXT NOT NULL DEFAULT 'chatterbox'"
+_MODEL_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_model_status ON jobs (model, status, next_attempt_at)"
 
 _ACTIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
 
@@ -60,6 +63,10 @@ class SQLiteJobStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+            if "model" not in columns:
+                conn.execute(_MODEL_COLUMN)
+            conn.execute(_MODEL_INDEX)
 
     # --- connections ------------------------------------------------------------------
 
@@ -101,12 +108,13 @@ class SQLiteJobStore:
             job.next_attempt_at,
             job.lease_expires_at,
             json.dumps(job.to_dict()),
+            job.model,
         )
 
     def _put(self, conn: sqlite3.Connection, job: Job) -> None:
         conn.execute(
             "INSERT OR REPLACE INTO jobs (job_id, user_id, owner, idempotency_key, status, priority,"
-            " created_at, next_attempt_at, lease_expires_at, data) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " created_at, next_attempt_at, lease_expires_at, data, model) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             self._row_values(job),
         )
 
@@ -154,24 +162,27 @@ class SQLiteJobStore:
         lease_s: float,
         now: float,
         job_ids: Sequence[str] | None = None,
+        model: str | None = None,
     ) -> list[Job]:
         if limit <= 0:
             return []
+        only_model = "" if model is None else " AND model = ?"
+        model_arg: tuple = () if model is None else (model,)
         with self._write() as conn:
             if job_ids is not None:
                 if not job_ids:
                     return []
                 marks = ",".join("?" * len(job_ids))
                 rows = conn.execute(
-                    f"SELECT data FROM jobs WHERE job_id IN ({marks}) AND status = 'pending'",
-                    tuple(job_ids),
+                    f"SELECT data FROM jobs WHERE job_id IN ({marks}) AND status = 'pending'{only_model}",
+                    tuple(job_ids) + model_arg,
                 ).fetchall()
             else:
                 # Aging: each `aging_s` seconds of waiting is worth one priority level.
                 rows = conn.execute(
-                    "SELECT data FROM jobs WHERE status = 'pending' AND next_attempt_at <= ?"
+                    f"SELECT data FROM jobs WHERE status = 'pending' AND next_attempt_at <= ?{only_model}"
                     " ORDER BY priority + (? - created_at) / ? DESC, created_at, job_id LIMIT ?",
-                    (now, now, self.aging_s, limit),
+                    (now, *model_arg, now, self.aging_s, limit),
                 ).fetchall()
             candidates = transitions.claim_order(
                 [Job.from_dict(json.loads(r[0])) for r in rows], now, self.aging_s
@@ -272,6 +283,12 @@ class SQLiteJobStore:
             ).fetchone()
             pending_where = f"{where} {'AND' if where else 'WHERE'} status = 'pending'"
             (oldest,) = conn.execute(f"SELECT MIN(created_at) FROM jobs {pending_where}", params).fetchone()
+            per_model = conn.execute(
+                "SELECT model, status, COUNT(*), COALESCE(SUM(json_extract(data, '$.result_seconds')), 0),"
+                " COALESCE(SUM(json_extract(data, '$.gpu_seconds')), 0), MIN(created_at)"
+                f" FROM jobs {where} GROUP BY model, status",
+                params,
+            ).fetchall()
         by_status = {s.value: int(counts.get(s.value, 0)) for s in JobStatus}
         return JobStats(
             total=sum(by_status.values()),
@@ -282,4 +299,5 @@ class SQLiteJobStore:
             audio_seconds_generated=float(audio_s),
             total_gpu_seconds=float(gpu_s),
             user_id=user_id,
+            by_model=model_breakdown(per_model),
         )
