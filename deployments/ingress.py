@@ -81,12 +81,15 @@ def _engine_state() -> EngineState:
     """The inference deployment as Serve's controller sees it (asking the replicas themselves
     would queue a request and wake a deployment that is scaled to zero)."""
     app = serve.status().applications.get(serve.get_replica_context().app_name)
-    deployment = app.deployments.get("VoiceCloneInference") if app else None
-    if deployment is None:
+    # One inference deployment per served model: VoiceCloneInference[-<model>].
+    engines = [d for name, d in (app.deployments.items() if app else []) if name.startswith("VoiceCloneInference")]
+    if not engines:
         return EngineState(status="MISSING", running_replicas=0)
-    running = sum(n for state, n in deployment.replica_states.items() if str(state).endswith("RUNNING"))
-    return EngineState(status=str(deployment.status).rsplit(".", 1)[-1], running_replicas=running,
-                       message=deployment.message)
+    running = sum(n for d in engines for state, n in d.replica_states.items() if str(state).endswith("RUNNING"))
+    statuses = [str(d.status).rsplit(".", 1)[-1] for d in engines]
+    worst = next((st for st in statuses if st != "HEALTHY"), "HEALTHY")
+    return EngineState(status=worst, running_replicas=running,
+                       message="; ".join(d.message for d in engines if d.message))
 
 
 # Serve builds the ASGI app on each replica by calling `_build_http_app` right after
