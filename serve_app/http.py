@@ -145,7 +145,8 @@ async def convert(request: Request) -> Response:
     backend = _backend(request)
     settings = backend.settings
     principal = _principal(request)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not request.headers.get("content-type", "").startswith(("multipart/form-data",
+                                                               "application/x-www-form-urlencoded")):
         raise InvalidInput("expected a multipart/form-data body with source_audio, user_id and voice_id or audio_file",
                            status_code=415)
     try:
