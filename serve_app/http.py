@@ -156,7 +156,7 @@ async def convert(request: Request) -> Response:
                 upload = form.get(name)
                 if isinstance(upload, str):
                     raise InvalidInput(f"{name} must be a file upload, not a text field", field=name)
-                uploads[name] = await read_upload(upload, settings) if upload is not None else None
+                uploads[name] = await read_upload(upload, settings, name) if upload is not None else None
             fields = conversion_form(form)
             base = build_submission(fields, uploads["audio_file"], settings, owner=owner_of(principal),
                                     idempotency_key=request.headers.get("idempotency-key"))

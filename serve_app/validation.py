@@ -91,20 +91,20 @@ def generation_params(form: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-async def read_upload(upload: Any, settings: Settings) -> bytes:
+async def read_upload(upload: Any, settings: Settings, field: str = "audio_file") -> bytes:
     """Read an UploadFile, refusing it once it passes the byte limit."""
     if not hasattr(upload, "read"):
-        raise InvalidInput("audio_file must be a file upload (multipart/form-data)", field="audio_file")
+        raise InvalidInput(f"{field} must be a file upload (multipart/form-data)", field=field)
     size = getattr(upload, "size", None)
     if size is not None and size > settings.max_upload_bytes:
         raise InvalidInput(
-            f"audio_file is too large: {size} bytes, at most {settings.max_upload_bytes}", field="audio_file",
+            f"{field} is too large: {size} bytes, at most {settings.max_upload_bytes}", field=field,
             status_code=413,
         )
     data = await upload.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
-        raise InvalidInput(f"audio_file is too large: at most {settings.max_upload_bytes} bytes",
-                           field="audio_file", status_code=413)
+        raise InvalidInput(f"{field} is too large: at most {settings.max_upload_bytes} bytes",
+                           field=field, status_code=413)
     return data
 
 
