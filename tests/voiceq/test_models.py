@@ -90,6 +90,9 @@ def test_conversion_form_and_submission(tmp_path: Path):
     with pytest.raises(InvalidInput) as err:
         build_conversion(None, settings, base=base)
     assert err.value.field == "source_audio"
+    with pytest.raises(InvalidInput) as err:
+        build_conversion(b"not audio at all", settings, base=base)
+    assert err.value.field == "source_audio" and "source_audio" in err.value.message
     with pytest.raises(InvalidInput):
         build_conversion(voice_file("wav", seconds=2.0), Settings(data_dir=tmp_path, models="chatterbox-turbo"),
                          base=base)
