@@ -370,7 +370,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             submitted = client.submit(
                 args.audio, user_id=args.user, voice_name=args.name, sample_text=args.text,
                 voice_id=args.voice_id, priority=args.priority, idempotency_key=args.idempotency_key,
-                timeout_s=args.timeout,
+                timeout_s=args.timeout, model=args.model, language=args.language,
             )
         except ApiError as err:
             # Development answers 504 (still queued) or 503 (an attempt failed, it will be
@@ -551,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="voice_name")
     p.add_argument("--text", help="sample_text the cloned voice speaks")
     p.add_argument("--voice-id", help="reuse a cloned voice instead of uploading AUDIO")
+    p.add_argument("--model", help="chatterbox (default), chatterbox-turbo or chatterbox-multilingual")
+    p.add_argument("--language", help="ISO 639-1 language for chatterbox-multilingual (e.g. fr)")
     p.add_argument("--priority", type=int, help="-10..10, higher first")
     p.add_argument("--idempotency-key", help="retrying with the same key returns the first job")
     p.add_argument("--wait", action="store_true", help="in production, poll until the job is done")

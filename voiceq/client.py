@@ -331,10 +331,17 @@ class VoiceqClient:
         idempotency_key: str | None = None,
         filename: str | None = None,
         timeout_s: float | None = None,
+        model: str | None = None,
+        language: str | None = None,
     ) -> Submitted:
         """POST the clone form. In development the server answers when the job is done, so
-        `timeout_s` must cover the whole job."""
+        `timeout_s` must cover the whole job. `model` and `language` pick a member of the
+        Chatterbox family (the server's default: chatterbox, English)."""
         data: dict[str, str] = {"user_id": user_id, "voice_name": voice_name}
+        if model is not None:
+            data["model"] = model
+        if language is not None:
+            data["language"] = language
         if sample_text is not None:
             data["sample_text"] = sample_text
         if voice_id is not None:
