@@ -297,8 +297,17 @@ def no_alignment_analyzer() -> Iterator[None]:
     no layer 9. Switching the analyzer off only saves upstream time."""
     import chatterbox.models.t3.t3 as t3_module
 
+    class PassThrough:
+        """Stands where the analyzer would: keeps its stop id, leaves the logits alone."""
+
+        def __init__(self, *args: object, eos_idx: int, **kwargs: object) -> None:
+            self.eos_idx = eos_idx
+
+        def step(self, logits: torch.Tensor, next_token: object = None) -> torch.Tensor:
+            return logits
+
     old = t3_module.AlignmentStreamAnalyzer
-    t3_module.AlignmentStreamAnalyzer = lambda *args, **kwargs: None  # type: ignore[assignment,misc]
+    t3_module.AlignmentStreamAnalyzer = PassThrough  # type: ignore[assignment,misc]
     try:
         yield
     finally:
