@@ -44,3 +44,22 @@ def test_a_burst_for_one_model_scales_only_that_models_deployment(tmp_path: Path
     # With one model served, the policy reads the whole queue, as before the family.
     single = inference_options(Settings(data_dir=tmp_path, chatterbox_mode="remote"), model="chatterbox")
     assert "model" not in single["autoscaling_config"].policy.policy_kwargs
+
+
+def test_the_app_has_one_inference_deployment_per_served_model(tmp_path: Path) -> None:
+    from ray.serve import Application
+
+    from serve_app.builder import compose
+
+    app = compose(Settings(data_dir=tmp_path, models=ALL, autoscale=True))
+    ingress = app._bound_deployment
+    by_model = ingress.init_args[3]
+    assert set(by_model) == set(ALL.split(","))
+    names = {m: a._bound_deployment.name for m, a in by_model.items() if isinstance(a, Application)}
+    assert names == {"chatterbox": "VoiceCloneInference",
+                     "chatterbox-turbo": "VoiceCloneInference-chatterbox-turbo",
+                     "chatterbox-multilingual": "VoiceCloneInference-chatterbox-multilingual"}
+    for model, a in by_model.items():
+        policy = a._bound_deployment._deployment_config.autoscaling_config.policy
+        assert policy.policy_kwargs["model"] == model
+        assert a._bound_deployment.init_args[3] == model
