@@ -345,8 +345,11 @@ class RowSampler:
         self.penalty = col([r.sampling.repetition_penalty for r in rows])
         self.cfg_weight = col([r.sampling.cfg_weight for r in rows])
         # top-k as the index of the k-th best logit; k = 0 (off) keeps the whole vocabulary
-        self.top_k_index = torch.tensor([(r.sampling.top_k or vocab) - 1 for r in rows], device=device)[:, None]
+        self.top_k_index = torch.tensor([min(r.sampling.top_k or vocab, vocab) - 1 for r in rows],
+                                        device=device)[:, None]
         self.use_top_k = any(r.sampling.top_k > 0 for r in rows)
+        # host int: the most logits any row keeps (a row without top-k keeps the vocabulary)
+        self.k_max = max(min(r.sampling.top_k or vocab, vocab) for r in rows)
         self.budget = torch.tensor([r.max_new_tokens for r in rows], device=device)  # (n,)
         self.use_top_p = any(r.sampling.top_p < 1.0 for r in rows)
         width = max(r.max_new_tokens for r in rows)
@@ -390,15 +393,30 @@ class RowSampler:
         drop_sorted[:, -1] = False
         return g.masked_fill(drop_sorted.scatter(1, order, drop_sorted), -math.inf)
 
+    def _top_k_top_p(self, g: Tensor) -> Tensor:
+        """Upstream's top-k then top-p, from one partial sort: only the k_max best logits can
+        survive top-k, so top-p's sorted cumulative mass is computed over those alone (a full
+        sort of the vocabulary per step cost more than the model's step on a CPU). Ties with the
+        k-th logit are kept within the k_max best, as upstream keeps them."""
+        vals, idx = g.topk(self.k_max, dim=-1)  # (n, k) descending
+        kth = vals.gather(1, self.top_k_index.clamp(max=self.k_max - 1))  # (n, 1)
+        vals = vals.masked_fill(vals < kth, -math.inf)
+        if self.use_top_p:
+            ascending = vals.flip(-1)  # upstream sorts ascending; top-k's removals come first
+            cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)  # (n, k)
+            drop = cumulative <= self.top_p_cut
+            drop[:, -1] = False
+            vals = vals.masked_fill(drop.flip(-1), -math.inf)
+        return torch.full_like(g, -math.inf).scatter(1, idx, vals)
+
     def _processed(self, logits: Tensor, step: int) -> Tensor:
         """The logits each row samples from, after its model's processors, (n, V)."""
         g = self.guide(logits)  # (n, V)
         if self.turbo:
             g = g / self.temperature
-            if self.use_top_k:  # keep logits at least the k-th best (ties kept, as upstream)
-                kth = g.sort(dim=-1, descending=True).values.gather(1, self.top_k_index)  # (n, 1)
-                g = g.masked_fill(g < kth, -math.inf)
-            if self.use_top_p:
+            if self.use_top_k:
+                g = self._top_k_top_p(g)
+            elif self.use_top_p:
                 g = self._top_p(g)
             seen = self.history[:, :1] if step == 0 else self.history[:, 1 : step + 1]  # (n, s)
             return self._penalize(g, seen)

@@ -194,3 +194,38 @@ def test_multilingual_mixed_languages_batch_rows_get_what_they_get_alone(multili
 @torch.inference_mode()
 def test_multilingual_teacher_forced_logits_agree_with_upstream_llama(multilingual_engine):
     check_forced(multilingual_engine.model.t3, multilingual_rows(multilingual_engine))
+
+
+@torch.inference_mode()
+def test_turbo_logits_processing_is_upstreams_processor_list():
+    """Our top-k/top-p from one partial sort, and the penalty after them, give the logits
+    upstream's `inference_turbo` processors give, row by row (no model needed)."""
+    from transformers.generation.logits_process import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
+                                                        TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+    V = 6563
+    settings = [turbo_sampling(), turbo_sampling(temperature=0.5, top_k=50, top_p=0.5),
+                turbo_sampling(top_k=0, top_p=0.9, repetition_penalty=1.5), turbo_sampling(top_k=7, top_p=1.0),
+                turbo_sampling(temperature=1.3, top_k=2000, repetition_penalty=2.0)]
+    rows = [T3Row(cond=None, text_tokens=torch.tensor([1]), sampling=sp, max_new_tokens=10, seed=i)  # type: ignore[arg-type]
+            for i, sp in enumerate(settings)]
+    g = torch.Generator().manual_seed(0)
+    for step in (0, 4):
+        sampler = RowSampler(rows, V, 6561, torch.device("cpu"), torch.float32, turbo=True)
+        history = torch.randint(0, 6561, (len(rows), step), generator=g)
+        sampler.history[:, 1 : step + 1] = history
+        logits = 3 * torch.randn(len(rows), V, generator=g)
+        ours = sampler._processed(logits, step)
+        for i, sp in enumerate(settings):
+            procs = LogitsProcessorList([TemperatureLogitsWarper(sp.temperature)])
+            if sp.top_k:
+                procs.append(TopKLogitsWarper(sp.top_k))
+            if sp.top_p < 1.0:
+                procs.append(TopPLogitsWarper(sp.top_p))
+            if sp.repetition_penalty != 1.0:
+                procs.append(RepetitionPenaltyLogitsProcessor(sp.repetition_penalty))
+            ids = torch.tensor([[6561]]) if step == 0 else history[i : i + 1]
+            expected = procs(ids, logits[i : i + 1].clone())[0]
+            assert torch.equal(torch.isfinite(ours[i]), torch.isfinite(expected)), (step, i)
+            kept = torch.isfinite(expected)
+            assert torch.allclose(ours[i][kept], expected[kept], rtol=0, atol=1e-5)
