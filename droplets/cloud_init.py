@@ -167,7 +167,10 @@ def render_user_data(bootstrap: WorkerBootstrap) -> str:
         'fetch() { curl -fsS --retry 20 --retry-delay 3 --retry-connrefused "$METADATA/$1"; }',
         'DROPLET_ID="$(fetch id)"',
         'PRIVATE_IP="$(fetch interfaces/private/0/ipv4/address)"',
-        "install -d -m 0755 /etc/voiceq",
+        # The environment file holds the node's settings (store URLs, keys passed through
+        # node_config.environment): root only, from the moment it exists.
+        "install -d -m 0700 /etc/voiceq",
+        f"install -m 0600 /dev/null {ENV_FILE}",
         f"cat >{ENV_FILE} <<'VOICEQ_ENV_EOF'",
         *_static_env_lines(bootstrap),
         "VOICEQ_ENV_EOF",
@@ -176,7 +179,7 @@ def render_user_data(bootstrap: WorkerBootstrap) -> str:
         '  echo "VOICEQ_DROPLET_ID=$DROPLET_ID"',
         '  echo "VOICEQ_PRIVATE_IP=$PRIVATE_IP"',
         f"}} >>{ENV_FILE}",
-        f"chmod 0644 {ENV_FILE}",
+        f"chmod 0600 {ENV_FILE}",
         *_gpu_check(bootstrap.gpu_runtime),
     ]
     if bootstrap.setup_commands:
