@@ -98,6 +98,9 @@ class DigitalOceanNodeProvider(NodeProvider):
         self._refresh_lock = threading.Lock()
         self._tag_lock = threading.Lock()
         self._known_tags: set[str] = set()
+        # When each node's droplet was last fetched for its addresses (monotonic seconds).
+        self._address_fetched_at: dict[str, float] = {}
+        self._address_lock = threading.Lock()
 
     # ---- plumbing ----------------------------------------------------------------------
 
@@ -218,13 +221,33 @@ class DigitalOceanNodeProvider(NodeProvider):
         if droplet is not None:
             address = droplet.private_ip if private else droplet.public_ip
         if address is None:
-            # Networks are filled in as the droplet boots: ask for the droplet itself.
-            fetched = self._cluster_droplet(node_id)
-            if fetched is None:
-                return None
-            self._state.add([fetched], self._monotonic())
-            address = fetched.private_ip if private else fetched.public_ip
+            # DigitalOcean fills in a droplet's networks as it boots; the create reply and a
+            # listing taken before then have none. Ray's wait-for-IP loop asks only this and
+            # `is_terminated`, so the droplet itself must be fetched here, or the address
+            # never arrives.
+            fetched = self._fetch_for_address(node_id)
+            if fetched is not None:
+                address = fetched.private_ip if private else fetched.public_ip
         return address
+
+    def _fetch_for_address(self, node_id: str) -> Droplet | None:
+        """The droplet as DigitalOcean describes it now (at most one fetch per node per
+        cache_ttl_s: the autoscaler may ask for addresses many times a second)."""
+        if self._state.was_terminated(node_id):
+            return None
+        now = self._monotonic()
+        with self._address_lock:
+            last = self._address_fetched_at.get(node_id)
+            if last is not None and now - last < self.settings.cache_ttl_s:
+                return self._state.get(node_id)
+            self._address_fetched_at[node_id] = now
+        fetched = self.api.get_droplet(_droplet_id(node_id))
+        if fetched is None:
+            return None
+        if not fetched.has_tag(self._cluster_tag):
+            raise ForeignDropletError(node_id, self.cluster_name)
+        self._state.add([fetched], self._monotonic())
+        return fetched
 
     def internal_ip(self, node_id: str) -> str | None:  # type: ignore[override]
         return self._ip(node_id, private=True)
