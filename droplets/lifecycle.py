@@ -29,6 +29,7 @@ from droplets.tags import cluster_tag, decode_node_tags
 
 # Public list prices, $/hour, for single-GPU droplets (see ../shared/FACTS.md).
 DEFAULT_HOURLY_PRICES: Mapping[str, float] = {
+    "gpu-4000adax1-20gb": 0.76,
     "gpu-mi300x1-192gb": 1.99,
     "gpu-h100x1-80gb": 3.39,
     "gpu-l40sx1-48gb": 1.57,

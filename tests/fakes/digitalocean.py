@@ -52,6 +52,7 @@ SIZES: dict[str, tuple[int, int, int, float, str | None]] = {
     "gpu-mi300x1-192gb": (20, 245760, 720, 1.99, "amd_mi300x"),
     "gpu-h100x1-80gb": (20, 245760, 720, 3.39, "nvidia_h100"),
     "gpu-l40sx1-48gb": (8, 65536, 500, 1.57, "nvidia_l40s"),
+    "gpu-4000adax1-20gb": (8, 32768, 500, 0.76, "nvidia_rtx_4000_ada"),
 }
 
 
