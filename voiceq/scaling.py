@@ -195,6 +195,11 @@ class ScalingState:
     last_change_at: float | None = None
     # Since when the fleet has had GPUs (None: none wanted), for the billing increment.
     fleet_since: float | None = None
+    # The last backlog seen and when, and the estimated arrival rate (jobs/s) from its growth:
+    # a fleet of sizes sizes for the jobs still coming, not only those already waiting.
+    last_backlog: int | None = None
+    last_backlog_at: float | None = None
+    inflow_per_s: float = 0.0
 
 
 @dataclass(frozen=True)

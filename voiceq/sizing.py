@@ -154,6 +154,14 @@ def plan_fleet(snapshot: QueueSnapshot | None, current: Mapping[str, int], state
     now_counts = {g.name: max(0, int(current.get(g.name, 0))) for g in gpus}
     total = sum(now_counts.values())
     base, new_state = decide(snapshot, total, state, config, now=now)
+    inflow = state.inflow_per_s
+    if snapshot is not None and snapshot.taken_at != state.last_backlog_at:
+        inflow = _inflow(state, snapshot, _rate(now_counts, by_name))
+        new_state = dataclasses.replace(new_state, last_backlog=snapshot.backlog,
+                                        last_backlog_at=snapshot.taken_at, inflow_per_s=inflow)
+    else:
+        new_state = dataclasses.replace(new_state, last_backlog=state.last_backlog,
+                                        last_backlog_at=state.last_backlog_at, inflow_per_s=inflow)
 
     def result(desired: Mapping[str, int], code: Reason, reason: str, size: str | None = None,
                surplus_since: float | None = None) -> tuple[FleetDecision, ScalingState]:
@@ -176,17 +184,19 @@ def plan_fleet(snapshot: QueueSnapshot | None, current: Mapping[str, int], state
         return result(desired, base.code, base.reason + f" (standby on {cheapest_hourly.name})" * bool(base.desired))
 
     assert snapshot is not None  # every code past this point comes from a fresh reading
+    # The jobs to clear within the wait target: those waiting and those still coming meanwhile.
     backlog = snapshot.backlog
+    expected = backlog + int(inflow * config.wait_target_s)
     if total == 0:
         if base.desired == 0:
             return result(now_counts, base.code, base.reason)
-        choice = choose_size(backlog, gpus, wait_target_s=config.wait_target_s, idle_s=config.idle_s,
+        choice = choose_size(expected, gpus, wait_target_s=config.wait_target_s, idle_s=config.idle_s,
                              billing=billing, max_replicas=config.max_replicas)
         desired = {**now_counts, choice.gpu.name: choice.replicas}
         return result(desired, base.code, f"{base.reason}; {choice.reason}", size=choice.gpu.name)
 
     rate = _rate(now_counts, by_name)
-    uncovered = backlog - rate * config.wait_target_s
+    uncovered = expected - rate * config.wait_target_s
     if uncovered > 0:
         room = config.max_replicas - total
         if room <= 0:
@@ -197,7 +207,8 @@ def plan_fleet(snapshot: QueueSnapshot | None, current: Mapping[str, int], state
                              billing=billing, max_replicas=room)
         desired = {**now_counts, choice.gpu.name: now_counts[choice.gpu.name] + choice.replicas}
         return result(desired, Reason.BACKLOG,
-                      f"backlog {backlog}: {int(uncovered + 0.999)} job(s) beyond what {total} replica(s)"
+                      f"backlog {backlog} (+{inflow:.2f} jobs/s coming): {int(uncovered + 0.999)} job(s) beyond"
+                      f" what {total} replica(s)"
                       f" ({rate:g} jobs/s) clear within {config.wait_target_s:.0f}s; {choice.reason}",
                       size=choice.gpu.name)
 
@@ -205,7 +216,7 @@ def plan_fleet(snapshot: QueueSnapshot | None, current: Mapping[str, int], state
         # The priciest replica per hour, if the rest still clear the backlog within the target.
         priciest = max((by_name[n] for n, c in now_counts.items() if c > 0), key=lambda g: g.hourly_usd)
         fewer = {**now_counts, priciest.name: now_counts[priciest.name] - 1}
-        if backlog <= _rate(fewer, by_name) * config.wait_target_s:
+        if expected <= _rate(fewer, by_name) * config.wait_target_s:
             since = state.surplus_since if state.surplus_since is not None else now
             if now - since >= config.scale_in_s:
                 return result(fewer, Reason.SCALE_IN,
@@ -215,6 +226,23 @@ def plan_fleet(snapshot: QueueSnapshot | None, current: Mapping[str, int], state
                           f"backlog {backlog} would clear without one {priciest.name}, for {now - since:.0f}s"
                           f" of scale_in_s={config.scale_in_s:.0f}", surplus_since=since)
     return result(now_counts, Reason.BUSY, f"backlog {backlog} on {total} replica(s) ({rate:g} jobs/s)")
+
+
+def _inflow(state: ScalingState, snapshot: QueueSnapshot, fleet_rate: float) -> float:
+    """Arrivals per second, smoothed: the backlog's growth plus what the fleet cleared meanwhile
+    (at most its throughput, and only while it had work)."""
+    if state.last_backlog is None or state.last_backlog_at is None:
+        return 0.0
+    dt = snapshot.taken_at - state.last_backlog_at
+    if dt <= 0:
+        return state.inflow_per_s
+    cleared = fleet_rate * dt if state.last_backlog > 0 else 0.0
+    cleared = min(cleared, state.last_backlog + max(0, snapshot.backlog - state.last_backlog))
+    observed = max(0.0, (snapshot.backlog - state.last_backlog + cleared) / dt)
+    # An exponential average over about a minute: a burst shows within a poll or two, a lone
+    # job does not make a trend.
+    weight = min(1.0, dt / 60.0)
+    return (1 - weight) * state.inflow_per_s + weight * observed
 
 
 def gpu_types_from_cluster_config(cluster: Mapping[str, Any], *, default_cold_start_s: float = 240.0) -> list[GpuType]:
