@@ -19,18 +19,24 @@ from voiceq.settings import Settings
 from voiceq.store import JobStats
 
 from .handles import call
+from .wake import Waker
 
 
 class ServeBackend:
     """`serve_app.http.Backend` made of Serve handles."""
 
-    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:
+    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
+                 waker: Waker | None = None) -> None:
         self.settings = settings
         self.jobs = jobs
         self.inference = inference
+        self.waker = waker
 
     async def submit(self, sub: Submission) -> Job:
-        return await call(self.jobs, "submit", sub)
+        job = await call(self.jobs, "submit", sub)
+        if self.waker is not None:
+            self.waker.poke()
+        return job
 
     async def get(self, job_id: str) -> Job:
         return await call(self.jobs, "get", job_id)
@@ -107,7 +113,11 @@ def _build_http_app() -> Starlette:
                   ray_actor_options={"num_cpus": 0})
 @serve.ingress(_build_http_app)
 class IngressDeployment:
-    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:
+    def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
+                 wake: DeploymentHandle | None = None, fleet: dict[str, DeploymentHandle] | None = None) -> None:
+        # `fleet`: every inference deployment by name (one per GPU size); bound here so that
+        # Serve deploys them all. `wake`: the one to wake on a submission to an empty fleet.
         configure_logging()
-        self.backend = ServeBackend(settings, jobs, inference)
+        waker = Waker(wake, sorted(fleet or {"VoiceCloneInference": inference})) if wake is not None else None
+        self.backend = ServeBackend(settings, jobs, inference, waker)
         _offer(self.backend)

@@ -10,11 +10,15 @@ from typing import Any
 from ray.serve import Application
 
 from deployments.autoscaling import autoscaling_config
+from deployments.fleet_autoscaling import fleet_autoscaling_config
 from deployments.ingress import IngressDeployment
 from deployments.inference import EngineFactory, InferenceDeployment, default_engine_factory
 from deployments.job_manager import JobManagerDeployment
 from voiceq.scaling import ScalingConfig
 from voiceq.settings import Settings
+from voiceq.sizing import GpuType, billing_from_cluster_config, choose_size, gpu_types_from_cluster_config
+
+INFERENCE = "VoiceCloneInference"
 
 
 def inference_options(settings: Settings, batch: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -56,6 +60,28 @@ def code_version(settings: Settings, engine_factory: EngineFactory | None) -> st
     return digest.hexdigest()[:16]
 
 
+def load_fleet(settings: Settings, scaling: ScalingConfig) -> tuple[list[GpuType], ScalingConfig]:
+    """The GPU node types of `VOICEQ_FLEET_CONFIG` (a Ray cluster config) and the scaling
+    config with its billing model; none without a fleet config or outside remote mode."""
+    if not settings.fleet_config or settings.chatterbox_mode != "remote":
+        return [], scaling
+    import yaml
+
+    cluster = yaml.safe_load(Path(settings.fleet_config).expanduser().read_text(encoding="utf-8"))
+    gpus = sorted(gpu_types_from_cluster_config(cluster), key=lambda g: (g.hourly_usd, g.name))
+    billing = billing_from_cluster_config(cluster)
+    if billing is not None:
+        scaling = dataclasses.replace(scaling, billing_increment_s=billing.increment_s,
+                                      billing_minimum_s=billing.minimum_s)
+    return gpus, scaling
+
+
+def _wakes(settings: Settings, scaling: ScalingConfig) -> bool:
+    # Serve's cold-start path starts a replica for the wake: only where the policy would start
+    # one for a single job anyway.
+    return settings.production and settings.autoscaling and scaling.min_jobs_to_start <= 1
+
+
 def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
             batch: dict[str, Any] | None = None) -> Application:
     """The application for these settings. `engine_factory` swaps the model (the load test
@@ -64,9 +90,28 @@ def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
     which a redeploy applies in place."""
     version = code_version(settings, engine_factory)
     jobs = JobManagerDeployment.options(version=version).bind(settings)
-    inference = InferenceDeployment.options(version=version, **inference_options(settings, batch)).bind(
-        settings, jobs, engine_factory)
-    return IngressDeployment.options(version=version).bind(settings, jobs, inference)
+    scaling = ScalingConfig.from_env()
+    gpus, scaling = load_fleet(settings, scaling) if settings.autoscaling else ([], scaling)
+    if not gpus:
+        inference = InferenceDeployment.options(version=version, **inference_options(settings, batch)).bind(
+            settings, jobs, engine_factory)
+        wake = inference if _wakes(settings, scaling) else None
+        return IngressDeployment.options(version=version).bind(settings, jobs, inference, wake)
+    # A fleet of GPU sizes: one inference deployment per size, the cheapest per hour keeping
+    # the usual name; one plan for all (deployments.fleet_autoscaling).
+    fleet = {}
+    for i, gpu in enumerate(gpus):
+        name = INFERENCE if i == 0 else f"{INFERENCE}-{gpu.name}"
+        options = inference_options(settings, batch)
+        options["autoscaling_config"] = fleet_autoscaling_config(settings, scaling, gpus, gpu.name, fleet=version)
+        options["ray_actor_options"] = {**options["ray_actor_options"], "resources": {gpu.resource: 1}}
+        fleet[name] = InferenceDeployment.options(name=name, version=version, **options).bind(
+            settings, jobs, engine_factory)
+    one_job = choose_size(1, gpus, wait_target_s=scaling.wait_target_s, idle_s=scaling.idle_s,
+                          billing=scaling.billing, max_replicas=1).gpu
+    wake_name = INFERENCE if one_job == gpus[0] else f"{INFERENCE}-{one_job.name}"
+    wake = fleet[wake_name] if _wakes(settings, scaling) else None
+    return IngressDeployment.options(version=version).bind(settings, jobs, fleet[INFERENCE], wake, fleet)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -81,6 +81,9 @@ class Settings:
 
     # Costs.
     gpu_hourly_price: float = 1.99
+    # A Ray cluster config whose GPU node types (price, jobs_per_s) make the fleet of sizes the
+    # queue policy chooses from (remote mode); unset: one inference deployment, any GPU.
+    fleet_config: str | None = None
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
