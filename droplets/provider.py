@@ -38,6 +38,7 @@ from droplets.api import MAX_NAMES_PER_CREATE, CreateRequest, DigitalOceanApi
 from droplets.cloud_init import WorkerBootstrap, render_user_data
 from droplets.config import ConfigError, NodeSettings, ProviderSettings, ssh_fingerprint
 from droplets.errors import DigitalOceanError, ForeignDropletError
+from droplets.firewall import ensure_firewall, remove_firewall
 from droplets.model import STATUS_ACTIVE, STATUS_ARCHIVE, STATUS_NEW, Droplet
 from droplets.state import ClusterState
 from droplets.tags import (
@@ -276,6 +277,19 @@ class DigitalOceanNodeProvider(NodeProvider):
         ray_tags = {**tags, TAG_RAY_CLUSTER_NAME: self.cluster_name}
         kind = ray_tags.get(TAG_RAY_NODE_KIND, NODE_KIND_WORKER)
         node_type = ray_tags.get(TAG_RAY_USER_NODE_TYPE, kind)
+        if kind == NODE_KIND_HEAD:
+            # Before the head exists: Ray's ports must never face the internet, not even
+            # while it boots. Every droplet of the cluster carries the tag it is attached by.
+            try:
+                ensure_firewall(self.api, self.cluster_name, self.settings.firewall,
+                                region=node.region or self.settings.region,
+                                vpc_uuid=node.vpc_uuid or self.settings.vpc_uuid)
+            except DigitalOceanError as err:
+                raise NodeLaunchException(
+                    category=f"DigitalOcean {err.status_code or 'no reply'}",
+                    description=f"the cluster's firewall could not be set up, so no head was created: {err}",
+                    src_exc_info=sys.exc_info(),
+                ) from err
         user_data = node.user_data
         if user_data is None and kind == NODE_KIND_WORKER:
             user_data = self._worker_user_data(node, node_type, resources, labels)
@@ -450,6 +464,9 @@ class DigitalOceanNodeProvider(NodeProvider):
             return None
         logger.info("destroying droplet %s (%s)", droplet.id, droplet.name)
         self._destroy(droplet)
+        if decode_node_tags(droplet.tags).get(TAG_RAY_NODE_KIND) == NODE_KIND_HEAD and self.settings.firewall.enabled:
+            # The head goes last in `ray down`: the cluster is gone, and so goes its firewall.
+            remove_firewall(self.api, self.cluster_name)
         return None
 
     def terminate_nodes(self, node_ids: list[str]) -> dict[str, Any] | None:
