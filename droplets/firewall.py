@@ -13,7 +13,8 @@ boot:
 
 The firewall is found again by its name and the cluster tag it applies to; firewalls that do
 not carry both are never changed or deleted. It is removed when the head droplet is destroyed
-(`ray down`), or with ``python -m droplets.firewall --cluster NAME --remove``.
+(`ray down`), or with ``python -m droplets.firewall --cluster NAME --remove``; after changing
+``provider.firewall`` on a running cluster, ``--ensure CLUSTER_YAML`` applies the new rules.
 """
 
 from __future__ import annotations
@@ -185,20 +186,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     from droplets.errors import DigitalOceanError
 
     parser = argparse.ArgumentParser(prog="python -m droplets.firewall",
-                                     description="Remove a Ray cluster's cloud firewall (after `ray down`).")
+                                     description="Bring a Ray cluster's cloud firewall up to date, or remove it.")
     parser.add_argument("--cluster", required=True, help="cluster_name from the cluster YAML")
-    parser.add_argument("--remove", action="store_true", required=True)
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--remove", action="store_true", help="delete it (after `ray down`)")
+    action.add_argument("--ensure", metavar="CLUSTER_YAML", help="create it or apply provider.firewall's rules")
+    parser.add_argument("--endpoint", default=None, help=f"default: the YAML's api_endpoint, else {DEFAULT_ENDPOINT}")
     parser.add_argument("--token-env", default="DO_API_TOKEN")
     args = parser.parse_args(argv)
     token = os.environ.get(args.token_env, "")
     if not token:
         print(f"set {args.token_env} to a DigitalOcean API token", file=sys.stderr)
         return 2
-    api = DigitalOceanApi(token, endpoint=args.endpoint)
+    provider: Mapping[str, Any] = {}
+    if args.ensure:
+        import yaml
+
+        with open(args.ensure, encoding="utf-8") as f:
+            provider = (yaml.safe_load(f) or {}).get("provider") or {}
+    api = DigitalOceanApi(token, endpoint=args.endpoint or provider.get("api_endpoint") or DEFAULT_ENDPOINT)
     try:
-        print(f"removed {remove_firewall(api, args.cluster)} firewall(s) of cluster {args.cluster}")
-    except DigitalOceanError as err:
+        if args.remove:
+            print(f"removed {remove_firewall(api, args.cluster)} firewall(s) of cluster {args.cluster}")
+        else:
+            settings = FirewallSettings.from_provider_config(provider)
+            firewall_id = ensure_firewall(api, args.cluster, settings, region=str(provider.get("region") or ""),
+                                          vpc_uuid=provider.get("vpc_uuid") or None)
+            print(f"firewall of cluster {args.cluster}: {firewall_id or 'disabled'}")
+    except (DigitalOceanError, FirewallError) as err:
         print(str(err), file=sys.stderr)
         return 1
     finally:

@@ -111,3 +111,24 @@ def test_no_head_without_its_firewall(fake: FakeDigitalOcean, make_provider: Mak
 def test_a_disabled_firewall_is_never_created(fake: FakeDigitalOcean, make_provider: MakeProvider) -> None:
     create_head(make_provider(firewall=False))
     assert fake.firewalls() == [] and fake.requests_to("POST /v2/firewalls") == []
+
+
+def test_the_command_line_applies_and_removes_the_rules(
+        fake: FakeDigitalOcean, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from droplets.firewall import main
+    from tests.fakes.digitalocean import TOKEN
+
+    monkeypatch.setenv("DO_API_TOKEN", TOKEN)
+    config = tmp_path / "cluster.yaml"
+    config.write_text(yaml.safe_dump({"provider": {"region": "atl1", "api_endpoint": fake.endpoint,
+                                                   "firewall": {"ssh_sources": [SSH_FROM]}}}))
+    assert main(["--cluster", CLUSTER, "--ensure", str(config)]) == 0
+    [firewall] = fake.firewalls()
+    assert ("tcp", "22") in inbound_from(firewall, "198.51.100.7")
+    assert main(["--cluster", CLUSTER, "--remove", "--endpoint", fake.endpoint]) == 0
+    assert main(["--cluster", CLUSTER, "--remove", "--endpoint", fake.endpoint]) == 0
+    assert fake.firewalls() == []
+    assert "removed 0 firewall(s)" in capsys.readouterr().out
