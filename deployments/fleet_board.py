@@ -20,6 +20,7 @@ log = logging.getLogger("ray.serve.voiceq_autoscaling")
 # The controller calls every policy about every 0.1 s; one plan serves them all until an input
 # changes or this long has passed (time-based rules: idle_s, scale_in_s, stale readings).
 REPLAN_S = 0.5
+MAX_BOARDS = 8
 
 
 class FleetBoard:
@@ -97,6 +98,9 @@ def board_for(key: str, config: ScalingConfig, gpus: Sequence[GpuType]) -> Fleet
         board = _BOARDS.get(key)
         if board is None or board.gpus != tuple(gpus) or board.config != config:
             board = _BOARDS[key] = FleetBoard(config, gpus)
+            # Each redeploy of changed code or settings is a new key: keep only the latest few.
+            for stale in list(_BOARDS)[:-MAX_BOARDS]:
+                del _BOARDS[stale]
         return board
 
 
