@@ -14,11 +14,11 @@ from serve_app.health import EngineState, build_report
 from serve_app.http import create_http_app
 from voiceq.jobs import Job, JobStatus
 from voiceq.manager import Submission
-from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
 from voiceq.store import JobStats
 
 from .handles import call
+from .replica_logs import configure_replica_logging
 from .wake import Waker
 
 
@@ -117,7 +117,7 @@ class IngressDeployment:
                  wake: DeploymentHandle | None = None, fleet: dict[str, DeploymentHandle] | None = None) -> None:
         # `fleet`: every inference deployment by name (one per GPU size); bound here so that
         # Serve deploys them all. `wake`: the one to wake on a submission to an empty fleet.
-        configure_logging()
+        configure_replica_logging()
         waker = Waker(wake, sorted(fleet or {"VoiceCloneInference": inference})) if wake is not None else None
         self.backend = ServeBackend(settings, jobs, inference, waker)
         _offer(self.backend)
