@@ -15,6 +15,7 @@ import type { Doc } from "./_generated/dataModel";
 import { internalMutation, internalQuery, query } from "./_generated/server";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
 import { ALL_SCOPE, readCounts, recordTransition, userScope } from "./model/counts";
+import { enqueueWebhook } from "./model/outbox";
 import * as t from "./model/transitions";
 import { jobObject, jobResult, retryPolicy } from "./model/transitions";
 import { jobStatus, workerInfo } from "./schema";
@@ -46,6 +47,7 @@ async function loadDoc(ctx: QueryCtx, jobId: string): Promise<Doc<"voiceCloneJob
 async function write(ctx: MutationCtx, doc: Doc<"voiceCloneJobs">, next: Job): Promise<Job> {
   await ctx.db.replace(doc._id, next);
   await recordTransition(ctx, toJob(doc), next);
+  await enqueueWebhook(ctx, toJob(doc), next);
   return next;
 }
 

@@ -19,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import socket
 import time
@@ -32,7 +31,6 @@ import httpx
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from .errors import InvalidInput
-from .jobs import Job
 
 log = logging.getLogger("voiceq.webhooks")
 
@@ -157,13 +155,6 @@ class Delivery:
     status_code: int | None
     delivered: bool
     error: str | None = None
-
-
-def event_payload(job: Job, body: dict[str, Any]) -> tuple[str, bytes]:
-    """(message id, JSON body). The id is stable per job and outcome, so receivers can drop duplicates."""
-    message_id = f"{job.job_id}.{job.status.value}"
-    payload = {"type": f"voice_clone.{job.status.value}", "timestamp": job.updated_at, "data": body}
-    return message_id, json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
 @dataclass(frozen=True)
