@@ -87,7 +87,6 @@ class JobManager:
         # manager delivers them (deliver_webhooks_forever).
         self.outbox: WebhookOutbox | None = store if isinstance(store, WebhookOutbox) else None
         self._webhooks_due = asyncio.Event()
-        self._http: Any = None
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # Store and storage clients are blocking; keep the replica's event loop free.
@@ -306,12 +305,11 @@ class JobManager:
 
         entries = await self._call(self.outbox.outbox_due, now=self.clock(), limit=limit, lease_s=lease_s)
         if entries:
-            if self._http is None:
-                self._http = new_client(WEBHOOK_DEADLINE_S)
-            await asyncio.gather(*(self._deliver(e) for e in entries))
+            async with new_client(WEBHOOK_DEADLINE_S) as http:
+                await asyncio.gather(*(self._deliver(e, http) for e in entries))
         return len(entries)
 
-    async def _deliver(self, entry: OutboxEntry) -> None:
+    async def _deliver(self, entry: OutboxEntry, http: Any) -> None:
         from .webhooks import deliver_once
 
         job = await self._call(self.store.get, entry.job_id)
@@ -322,7 +320,7 @@ class JobManager:
         body = webhook_body(entry, job)
         attempt = await deliver_once(entry.url, entry.webhook_id, body, secret=self.settings.webhook_secret,
                                      allow_private=self.settings.webhook_allow_private,
-                                     deadline_s=WEBHOOK_DEADLINE_S, client=self._http)
+                                     deadline_s=WEBHOOK_DEADLINE_S, client=http)
         settled = after_attempt(entry, delivered=attempt.delivered, retryable=attempt.retryable,
                                 error=attempt.error, now=self.clock())
         await self._call(self.outbox.outbox_settle, settled)  # type: ignore[union-attr]
