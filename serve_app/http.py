@@ -106,8 +106,10 @@ async def clone(request: Request) -> Response:
             if isinstance(upload, str):
                 raise InvalidInput("audio_file must be a file upload, not a text field", field="audio_file")
             audio = await read_upload(upload, settings) if upload is not None else None
-            submission = build_submission(
-                form, audio, settings, owner=owner_of(principal),
+            # Decoding is CPU work on untrusted bytes: off the event loop, so every other route
+            # (/health included) keeps answering while it runs.
+            submission = await asyncio.to_thread(
+                build_submission, form, audio, settings, owner=owner_of(principal),
                 idempotency_key=request.headers.get("idempotency-key"),
             )
     except MultiPartException as err:
