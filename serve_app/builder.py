@@ -9,6 +9,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments import secrets
 from deployments.autoscaling import autoscaling_config
 from deployments.ingress import IngressDeployment
 from deployments.inference import EngineFactory, InferenceDeployment, default_engine_factory
@@ -63,10 +64,11 @@ def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
     the inference deployment's batch limits (max_batch_size, batch_wait_s, token_budget),
     which a redeploy applies in place."""
     version = code_version(settings, engine_factory)
-    jobs = JobManagerDeployment.options(version=version).bind(settings)
+    # Each deployment is bound with only the secrets it uses (deployments/secrets.py).
+    jobs = JobManagerDeployment.options(version=version).bind(secrets.for_bookkeeping(settings))
     inference = InferenceDeployment.options(version=version, **inference_options(settings, batch)).bind(
-        settings, jobs, engine_factory)
-    return IngressDeployment.options(version=version).bind(settings, jobs, inference)
+        secrets.for_inference(settings), jobs, engine_factory)
+    return IngressDeployment.options(version=version).bind(secrets.for_ingress(settings), jobs, inference)
 
 
 def build_app(args: dict[str, Any]) -> Application:
