@@ -39,6 +39,7 @@ from voiceq.store import JobStats
 from . import responses
 from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of, require_admin
 from .responses import API_PREFIX
+from .health import terse_report
 from .validation import build_submission, check_job_id, check_user_id, read_upload
 
 log = logging.getLogger("voiceq.http")
@@ -208,7 +209,14 @@ async def stats(request: Request) -> Response:
 async def health(request: Request) -> Response:
     report = await _backend(request).health()
     # "degraded" (a job waiting too long) still serves traffic; "unavailable" does not.
-    return JSONResponse(report, status_code=503 if report.get("status") == "unavailable" else 200)
+    code = 503 if report.get("status") == "unavailable" else 200
+    try:
+        admin = _principal(request).admin
+    except (Unauthorized, Forbidden):
+        admin = False
+    # Anyone may ask whether the service is ready (load balancers carry no key); only an admin
+    # key (or a server without auth) is told why, with the paths and URLs that entails.
+    return JSONResponse(report if admin else terse_report(report), status_code=code)
 
 
 async def live(request: Request) -> Response:
@@ -222,7 +230,8 @@ def store_unreachable_message(settings: Settings) -> str:
     if settings.job_store_kind == "convex":
         return ("Convex not reachable: check CONVEX_URL, CONVEX_DEPLOY_KEY and that the Convex deployment "
                 "is running")
-    return f"Job store not reachable: check that {settings.sqlite_path} is on a writable disk"
+    # No path: this is answered to any caller.
+    return "Job store not reachable: check that the data directory is on a writable disk"
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:

@@ -180,6 +180,20 @@ class JobManager:
     async def stats(self, user_id: str | None = None) -> JobStats:
         return await self._call(self.store.stats, user_id=user_id)
 
+    async def queue_snapshot(self) -> JobStats:
+        """The active part of the queue for readiness checks, from indexed reads whose cost
+        grows with the jobs waiting or running, never with the table (a health probe must stay
+        cheap at any history size): pending and processing counts, the oldest pending job's
+        creation time and the oldest running job's start (in `extra`)."""
+        active = await self._call(self.store.count_active)
+        running = await self._call(self.store.list_jobs, status=JobStatus.PROCESSING, limit=1000)
+        oldest = await self._call(self.store.list_jobs, status=JobStatus.PENDING, limit=1)
+        started = min((j.started_at for j in running if j.started_at), default=None)
+        by_status = {JobStatus.PENDING.value: max(0, active - len(running)), JobStatus.PROCESSING.value: len(running)}
+        return JobStats(total=active, by_status=by_status, avg_processing_time=None, total_processing_time=0.0,
+                        oldest_pending_created_at=oldest[0].created_at if oldest else None,
+                        extra={"oldest_processing_started_at": started} if started is not None else {})
+
     async def read_result(self, job_id: str) -> bytes:
         job = await self.get(job_id)
         if job.status is not JobStatus.COMPLETED or not job.result_key:

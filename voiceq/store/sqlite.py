@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS jobs_by_status_created ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs (status, lease_expires_at);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency
