@@ -219,3 +219,29 @@ def test_a_completion_whose_reply_is_lost_keeps_its_result(kind: str, tmp_path: 
             f"{done.job_id}.completed.{int(done.updated_at * 1000)}"]  # one webhook for one outcome
     if kind == "sqlite":
         assert store.left == 0  # type: ignore[attr-defined]  (the fault did happen)
+
+
+def test_bookkeeping_killed_during_a_webhooks_backoff(voiceq_server: VoiceqServer, tmp_path: Path) -> None:
+    """The receiver fails the first attempts; bookkeeping is SIGKILLed while the webhook waits for
+    its next one. The restarted replica finds it in the outbox: it arrives, once per webhook-id."""
+    from tests.support.receiver import webhook_receiver
+
+    secret = "whsec_" + "ZmF1bHQtdGVzdC13ZWJob29rLXNlY3JldA=="
+    voiceq_server.deploy(fault_settings(voiceq_server, tmp_path, webhook_secret=secret, webhook_allow_private=True))
+    with webhook_receiver() as receiver, voiceq_server.client() as c:
+        receiver.fail_next = 3  # 503, 503, 503, then 204: backoffs of 1, 2 and 4 s
+        r = c.post(f"{API}/clone", data={"user_id": "hooked", "voice_name": "V", "callback_url": receiver.url},
+                   files={"audio_file": ("v.wav", voice_file("wav", seconds=1.5), "audio/wav")})
+        job_id = r.json()["jobId"]
+        wait_until(lambda: receiver.fail_next < 3, timeout_s=300, interval_s=0.1, what="the first webhook attempt")
+        time.sleep(0.5)  # its failure is recorded: the webhook is now waiting out its backoff
+        os.kill(replica_pid("JobManager"), signal.SIGKILL)
+        got = wait_until(lambda: receiver.received, timeout_s=180, interval_s=0.5, what="the webhook")
+        time.sleep(5)  # any duplicate would arrive by now
+        final = status(c, job_id)
+    assert final is not None and final["status"] == "completed"
+    ids = [g.headers["webhook-id"] for g in receiver.received]
+    assert ids == [got[0].headers["webhook-id"]] and ids[0].startswith(f"{job_id}.completed.")
+    from standardwebhooks.webhooks import Webhook
+
+    assert Webhook(secret).verify(got[0].body, got[0].headers)["data"]["jobId"] == job_id
