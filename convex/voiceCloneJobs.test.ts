@@ -126,7 +126,7 @@ describe("visibility", () => {
 
   test("ping reports the functions' version", async () => {
     const t = setup();
-    expect(await t.query(internal.voiceCloneJobs.ping, {})).toEqual({ ok: true, functionsVersion: 2 });
+    expect(await t.query(internal.voiceCloneJobs.ping, {})).toEqual({ ok: true, functionsVersion: 3 });
   });
 });
 

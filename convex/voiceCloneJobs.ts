@@ -23,7 +23,7 @@ import type { Job, JobStatus } from "./model/transitions";
 
 // Bumped when the functions' arguments or results change; the Python store checks it on ping
 // so an outdated deployment is reported as "run npx convex deploy" rather than odd failures.
-const FUNCTIONS_VERSION = 2;
+const FUNCTIONS_VERSION = 3;
 
 const STATUSES: JobStatus[] = ["pending", "processing", "completed", "failed", "cancelled"];
 const MAX_LIST = 1000;

@@ -27,7 +27,7 @@ from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, Co
 
 MODULE = "voiceCloneJobs"
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
-FUNCTIONS_VERSION = 2
+FUNCTIONS_VERSION = 3
 # Bounds of the TypeScript functions (MAX_CLAIM, MAX_LIST there).
 MAX_CLAIM = 256
 MAX_LIST = 1000
