@@ -261,7 +261,7 @@ async def run(args: argparse.Namespace) -> int:
     total_s = time.perf_counter() - started
     if receiver:
         # The last webhooks are in flight (after a bookkeeping restart, from the outbox).
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline and any(
                 s in FINAL and not receiver.ids[j][s] for j, s in tally.final.items()):
             await asyncio.sleep(1.0)

@@ -311,7 +311,7 @@ class JobManager:
         if job.callback_url and job.status.terminal:
             self._webhooks_due.set()
 
-    async def deliver_due_webhooks(self, *, limit: int = 64, lease_s: float = 60.0) -> int:
+    async def deliver_due_webhooks(self, *, limit: int = 64, lease_s: float = 2 * WEBHOOK_DEADLINE_S) -> int:
         """Attempt every due outbox entry once (concurrently); returns how many were attempted."""
         if self.outbox is None or not self.settings.webhook_secret:
             return 0
