@@ -36,7 +36,8 @@ def _check_stream(stream: av.audio.stream.AudioStream) -> None:
     channels = stream.codec_context.channels
     rate = stream.codec_context.sample_rate or stream.rate or 0
     if not 1 <= channels <= MAX_CHANNELS:
-        raise InvalidInput(f"audio_file declares {channels} channels; 1 to {MAX_CHANNELS} are accepted",
+        declared = f"{channels} channels" if channels else "no usable channel layout"
+        raise InvalidInput(f"audio_file declares {declared}; 1 to {MAX_CHANNELS} channels are accepted",
                            field="audio_file", status_code=415)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise InvalidInput(f"audio_file has a sample rate of {rate} Hz; accepted: {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz",
