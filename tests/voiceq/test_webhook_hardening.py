@@ -157,3 +157,77 @@ def test_a_plain_secret_verifies_as_whsec_of_its_bytes() -> None:
         (got,) = receiver.received
     whsec = "whsec_" + base64.b64encode(b"plain-text-secret").decode()
     assert Webhook(whsec).verify(got.body, got.headers) == {"a": 1}
+
+
+def self_signed(tmp_dir: Any, name: str) -> tuple[str, str]:
+    """A certificate for `name` (and its key), as files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = f"{tmp_dir}/cert.pem", f"{tmp_dir}/key.pem"
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_keeps_the_tls_name_while_connecting_to_the_checked_address(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    cert, key = self_signed(tmp_path, "hooks.example")
+    seen: list[tuple[str, None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            seen.append((self.headers["host"], None))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+
+    def remember(sock: ssl.SSLSocket, name: str | None, _ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    context.sni_callback = remember
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_port
+    try:
+        with fake_dns(monkeypatch, "hooks.example", ["127.0.0.1"]):
+            async def go() -> Any:
+                # Trusts only that certificate: the handshake succeeds only if the name checked is hooks.example.
+                async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=cert), trust_env=False) as client:
+                    return await deliver_once(f"https://hooks.example:{port}/h", "j.completed", b"{}", secret="k",
+                                              allow_private=True, deadline_s=5, client=client)
+            attempt = asyncio.run(go())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert attempt.delivered, attempt
+    assert names == ["hooks.example"] and seen[0][0] == f"hooks.example:{port}"
