@@ -54,7 +54,7 @@ class Submission:
     owner: str | None = None
     callback_url: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    # What the request asked for (voiceq/fingerprint.py): an Idempotency-Key reused with a
+    # What the request asked for (serve_app/validation.py request_fingerprint): an Idempotency-Key reused with a
     # different request is refused instead of replaying the first job.
     request_hash: str | None = None
 
