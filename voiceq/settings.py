@@ -56,6 +56,9 @@ class Settings:
     token_budget: int = 8000  # estimated speech tokens per engine pass
     poll_interval_s: float = 1.0
     dev_timeout_s: float = 600.0
+    # How long a stopping replica (Ctrl-C, a redeploy, a scale-down) finishes what it holds;
+    # a batch still running then is left to its leases, which return its jobs to the queue.
+    shutdown_grace_s: float = 5.0
 
     # Uploads.
     max_upload_bytes: int = 20 * 1024 * 1024
