@@ -313,6 +313,8 @@ def main() -> int:
     parser.add_argument("--chaos", action="store_true",
                         help="SIGKILL an inference replica and the bookkeeping replica mid-run (--start-app)")
     args = parser.parse_args()
+    if args.chaos and not args.start_app:
+        parser.error("--chaos kills replicas of the app it started: use it with --start-app")
     shutdown = None
     if args.start_app:
         args.api_url, shutdown = start_app(args)
