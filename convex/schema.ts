@@ -1,5 +1,6 @@
 import { defineSchema, defineTable } from "convex/server";
 import { v } from "convex/values";
+import { webhookOutboxTable } from "./model/outboxTable";
 
 // Timestamps are Unix seconds (floats), as the Python service writes them with time.time().
 
@@ -56,6 +57,8 @@ export const jobFields = {
   owner: v.optional(v.string()),
   callbackUrl: v.optional(v.string()),
   extra: v.optional(v.record(v.string(), v.any())),
+  // The lease under which the last complete/fail was recorded (voiceq/jobs.py last_lease_id).
+  lastLeaseId: v.optional(v.string()),
 };
 
 export default defineSchema({
@@ -85,4 +88,7 @@ export default defineSchema({
     // them). Optional: rows written before it existed read as 0.
     gpuSeconds: v.optional(v.number()),
   }).index("by_scope_status", ["scope", "status"]),
+
+  // Webhooks owed to jobs' callback URLs (convex/webhookOutbox.ts).
+  webhookOutbox: webhookOutboxTable,
 });

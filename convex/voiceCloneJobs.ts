@@ -15,6 +15,7 @@ import type { Doc } from "./_generated/dataModel";
 import { internalMutation, internalQuery, query } from "./_generated/server";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
 import { ALL_SCOPE, readCounts, recordTransition, userScope } from "./model/counts";
+import { enqueueWebhook } from "./model/outbox";
 import * as t from "./model/transitions";
 import { jobObject, jobResult, retryPolicy } from "./model/transitions";
 import { jobStatus, workerInfo } from "./schema";
@@ -22,7 +23,7 @@ import type { Job, JobStatus } from "./model/transitions";
 
 // Bumped when the functions' arguments or results change; the Python store checks it on ping
 // so an outdated deployment is reported as "run npx convex deploy" rather than odd failures.
-const FUNCTIONS_VERSION = 2;
+const FUNCTIONS_VERSION = 3;
 
 const STATUSES: JobStatus[] = ["pending", "processing", "completed", "failed", "cancelled"];
 const MAX_LIST = 1000;
@@ -46,6 +47,7 @@ async function loadDoc(ctx: QueryCtx, jobId: string): Promise<Doc<"voiceCloneJob
 async function write(ctx: MutationCtx, doc: Doc<"voiceCloneJobs">, next: Job): Promise<Job> {
   await ctx.db.replace(doc._id, next);
   await recordTransition(ctx, toJob(doc), next);
+  await enqueueWebhook(ctx, toJob(doc), next);
   return next;
 }
 

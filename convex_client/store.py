@@ -22,18 +22,19 @@ from voiceq.store.base import JobStats
 
 from .client import ConvexClient, Kind
 from .documents import job_from_document, job_to_document, result_to_document, worker_to_document
+from .outbox import ConvexOutbox
 from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, ConvexUnavailable
 
 MODULE = "voiceCloneJobs"
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
-FUNCTIONS_VERSION = 2
+FUNCTIONS_VERSION = 3
 # Bounds of the TypeScript functions (MAX_CLAIM, MAX_LIST there).
 MAX_CLAIM = 256
 MAX_LIST = 1000
 DEPLOY_HINT = "deploy the functions with `npx convex deploy`"
 
 
-class ConvexJobStore:
+class ConvexJobStore(ConvexOutbox):
     def __init__(
         self,
         client: ConvexClient,
@@ -71,8 +72,9 @@ class ConvexJobStore:
 
     # --- calls --------------------------------------------------------------------------
 
-    def _call(self, kind: Kind, name: str, args: Mapping[str, Any], *, idempotent: bool = False) -> Any:
-        path = f"{MODULE}:{name}"
+    def _call(self, kind: Kind, name: str, args: Mapping[str, Any], *, idempotent: bool = False,
+              module: str = MODULE) -> Any:
+        path = f"{module}:{name}"
         try:
             return self.client.call(kind, path, args, idempotent=idempotent or kind == "query")
         except ConvexFunctionError as err:
@@ -135,7 +137,7 @@ class ConvexJobStore:
 
     def complete(self, job_id: str, *, lease_id: str, result: JobResult, now: float) -> Job:
         args = {"jobId": job_id, "leaseId": lease_id, "result": result_to_document(result), "now": float(now)}
-        return job_from_document(self._call("mutation", "completeJob", args))
+        return job_from_document(self._call("mutation", "completeJob", args, idempotent=True))
 
     def fail(
         self,
@@ -157,7 +159,7 @@ class ConvexJobStore:
         }
         if defer_s is not None:
             args["deferS"] = float(defer_s)
-        return job_from_document(self._call("mutation", "failJob", args))
+        return job_from_document(self._call("mutation", "failJob", args, idempotent=True))
 
     def expire_leases(self, *, now: float) -> list[Job]:
         expired: list[Job] = []
@@ -174,7 +176,8 @@ class ConvexJobStore:
                 return expired
 
     def cancel(self, job_id: str, *, now: float) -> Job:
-        return job_from_document(self._call("mutation", "cancelJob", {"jobId": job_id, "now": float(now)}))
+        return job_from_document(self._call("mutation", "cancelJob", {"jobId": job_id, "now": float(now)},
+                                                 idempotent=True))
 
     def requeue(self, job_id: str, *, now: float) -> Job:
         return job_from_document(self._call("mutation", "requeueJob", {"jobId": job_id, "now": float(now)}))

@@ -73,9 +73,8 @@ class ServeBackend:
         pings = await call(self.jobs, "ping")
         stats, oldest_processing = None, None
         if pings.get("job_store") == "ok":
-            stats = await call(self.jobs, "stats", None)
-            running = await call(self.jobs, "list_jobs", status="processing", limit=500)
-            oldest_processing = min((j.started_at for j in running if j.started_at), default=None)
+            stats = await call(self.jobs, "queue_snapshot")  # indexed reads, no table scan
+            oldest_processing = stats.extra.get("oldest_processing_started_at")
         return build_report(self.settings, pings=pings, engine=await asyncio.to_thread(_engine_state),
                             stats=stats, oldest_processing_started_at=oldest_processing, now=time.time())
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments import secrets
 from deployments.autoscaling import autoscaling_config
 from deployments.fleet_autoscaling import fleet_autoscaling_config
 from deployments.ingress import IngressDeployment
@@ -79,14 +80,16 @@ def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
     # version is given. `serve deploy` (and `serve run` of a config file) lets Serve tell a
     # user_config change, applied in place, from a code change, which rolls the replicas.
     grace = shutdown_options(settings)
-    jobs = JobManagerDeployment.options(**grace).bind(settings)
+    # Each deployment is bound with only the secrets it uses (deployments/secrets.py).
+    jobs = JobManagerDeployment.options(**grace).bind(secrets.for_bookkeeping(settings))
+    ingress_settings, inference_settings = secrets.for_ingress(settings), secrets.for_inference(settings)
     scaling = ScalingConfig.from_env()
     gpus, scaling = load_fleet(settings, scaling) if settings.autoscaling else ([], scaling)
     if not gpus:
         inference = InferenceDeployment.options(**grace, **inference_options(settings, batch)).bind(
-            settings, jobs, engine_factory)
+            inference_settings, jobs, engine_factory)
         wake = inference if _wakes(settings, scaling) else None
-        return IngressDeployment.options(**grace).bind(settings, jobs, inference, wake)
+        return IngressDeployment.options(**grace).bind(ingress_settings, jobs, inference, wake)
     # A fleet of GPU sizes: one inference deployment per size, the cheapest per hour keeping
     # the usual name; one plan for all (deployments.fleet_autoscaling).
     key = _fleet_key(settings, gpus)
@@ -96,12 +99,13 @@ def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
         options = inference_options(settings, batch)
         options["autoscaling_config"] = fleet_autoscaling_config(settings, scaling, gpus, gpu.name, fleet=key)
         options["ray_actor_options"] = {**options["ray_actor_options"], "resources": {gpu.resource: 1}}
-        fleet[name] = InferenceDeployment.options(name=name, **grace, **options).bind(settings, jobs, engine_factory)
+        fleet[name] = InferenceDeployment.options(name=name, **grace, **options).bind(
+            inference_settings, jobs, engine_factory)
     one_job = choose_size(1, gpus, wait_target_s=scaling.wait_target_s, idle_s=scaling.idle_s,
                           billing=scaling.billing, max_replicas=1).gpu
     wake_name = INFERENCE if one_job == gpus[0] else f"{INFERENCE}-{one_job.name}"
     wake = fleet[wake_name] if _wakes(settings, scaling) else None
-    return IngressDeployment.options(**grace).bind(settings, jobs, fleet[INFERENCE], wake, fleet)
+    return IngressDeployment.options(**grace).bind(ingress_settings, jobs, fleet[INFERENCE], wake, fleet)
 
 
 def _fleet_key(settings: Settings, gpus: list[GpuType]) -> str:

@@ -39,6 +39,7 @@ from voiceq.store import JobStats
 from . import responses
 from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of, require_admin
 from .responses import API_PREFIX
+from .health import terse_report
 from .validation import build_submission, check_job_id, check_user_id, read_upload
 
 log = logging.getLogger("voiceq.http")
@@ -106,8 +107,10 @@ async def clone(request: Request) -> Response:
             if isinstance(upload, str):
                 raise InvalidInput("audio_file must be a file upload, not a text field", field="audio_file")
             audio = await read_upload(upload, settings) if upload is not None else None
-            submission = build_submission(
-                form, audio, settings, owner=owner_of(principal),
+            # Decoding is CPU work on untrusted bytes: off the event loop, so every other route
+            # (/health included) keeps answering while it runs.
+            submission = await asyncio.to_thread(
+                build_submission, form, audio, settings, owner=owner_of(principal),
                 idempotency_key=request.headers.get("idempotency-key"),
             )
     except MultiPartException as err:
@@ -206,7 +209,14 @@ async def stats(request: Request) -> Response:
 async def health(request: Request) -> Response:
     report = await _backend(request).health()
     # "degraded" (a job waiting too long) still serves traffic; "unavailable" does not.
-    return JSONResponse(report, status_code=503 if report.get("status") == "unavailable" else 200)
+    code = 503 if report.get("status") == "unavailable" else 200
+    try:
+        admin = _principal(request).admin
+    except (Unauthorized, Forbidden):
+        admin = False
+    # Anyone may ask whether the service is ready (load balancers carry no key); only an admin
+    # key (or a server without auth) is told why, with the paths and URLs that entails.
+    return JSONResponse(report if admin else terse_report(report), status_code=code)
 
 
 async def live(request: Request) -> Response:
@@ -220,7 +230,8 @@ def store_unreachable_message(settings: Settings) -> str:
     if settings.job_store_kind == "convex":
         return ("Convex not reachable: check CONVEX_URL, CONVEX_DEPLOY_KEY and that the Convex deployment "
                 "is running")
-    return f"Job store not reachable: check that {settings.sqlite_path} is on a writable disk"
+    # No path: this is answered to any caller.
+    return "Job store not reachable: check that the data directory is on a writable disk"
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:

@@ -6,6 +6,8 @@ the problem.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import unicodedata
 from typing import Any, Mapping
@@ -106,6 +108,14 @@ async def read_upload(upload: Any, settings: Settings) -> bytes:
     return data
 
 
+def request_fingerprint(*, audio: bytes | None, **fields: Any) -> str:
+    """What a request asked for, as one digest: the same Idempotency-Key with another digest is
+    another request (422), not a retry."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    digest.update(hashlib.sha256(audio).digest() if audio is not None else b"no audio")
+    return digest.hexdigest()
+
+
 def build_submission(
     form: Mapping[str, Any],
     audio: bytes | None,
@@ -152,7 +162,13 @@ def build_submission(
     if audio is not None:
         clip = decode_upload(audio, min_s=settings.min_audio_s, max_s=settings.max_audio_s)
         wav, seconds = to_wav(clip), round(clip.seconds, 3)
+    key = check_idempotency_key(idempotency_key)
+    fingerprint = request_fingerprint(
+        user_id=user_id, voice_name=voice_name, sample_text=sample_text, voice_id=voice_id, params=params,
+        priority=priority, callback_url=callback_url, audio=audio,
+    ) if key is not None else None
     return Submission(
+        request_hash=fingerprint,
         user_id=user_id,
         voice_name=voice_name,
         sample_text=sample_text,
@@ -160,7 +176,7 @@ def build_submission(
         audio_seconds=seconds,
         voice_id=voice_id,
         priority=priority,
-        idempotency_key=check_idempotency_key(idempotency_key),
+        idempotency_key=key,
         owner=owner,
         callback_url=callback_url,
         params=params,

@@ -40,6 +40,8 @@ class JobsApi(Protocol):
 
     async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]: ...
 
+    async def get(self, job_id: str) -> Job: ...
+
     async def heartbeat(self, job_id: str, *, lease_id: str) -> Job: ...
 
     async def complete(self, job_id: str, *, lease_id: str, result: JobResult) -> Job: ...
@@ -272,8 +274,7 @@ class Worker:
                 await self._record(lambda: self.jobs.complete(job.job_id, lease_id=lease, result=result))
             except StaleLease:
                 if isinstance(outcome, Produced):
-                    keys = [outcome.result_key] + ([outcome.voice_key] if outcome.new_voice else [])
-                    await asyncio.to_thread(self._delete, keys)
+                    await self._discard(job.job_id, outcome)
             except Exception:
                 # Bookkeeping unreachable: the lease will expire and the job will run again.
                 log.exception("job=%s could not record its outcome; its lease will expire", job.job_id)
@@ -291,6 +292,20 @@ class Worker:
                 log.warning("recording an outcome failed (%s); retrying in %.2f s", err, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _discard(self, job_id: str, outcome: Produced) -> None:
+        """Remove a result the store did not take, except what the job's committed state points
+        to: a retried call can be refused after the first one committed (its reply was lost),
+        and deleting then would take a finished job's audio and voice. When the committed state
+        cannot be read, keep everything: an orphan blob is the lesser harm."""
+        keys = [outcome.result_key] + ([outcome.voice_key] if outcome.new_voice else [])
+        try:
+            committed = await self.jobs.get(job_id)
+        except Exception as err:
+            log.warning("job=%s could not read the committed state (%s); keeping %s", job_id, err, keys)
+            return
+        kept = {committed.result_key, committed.voice_key}
+        await asyncio.to_thread(self._delete, [k for k in keys if k not in kept])
 
     def _delete(self, keys: list[str]) -> None:
         for key in keys:

@@ -14,8 +14,11 @@ import type {
   FunctionReference,
 } from "convex/server";
 import type * as model_counts from "../model/counts.js";
+import type * as model_outbox from "../model/outbox.js";
+import type * as model_outboxTable from "../model/outboxTable.js";
 import type * as model_transitions from "../model/transitions.js";
 import type * as voiceCloneJobs from "../voiceCloneJobs.js";
+import type * as webhookOutbox from "../webhookOutbox.js";
 
 /**
  * A utility for referencing Convex functions in your app's API.
@@ -27,8 +30,11 @@ import type * as voiceCloneJobs from "../voiceCloneJobs.js";
  */
 declare const fullApi: ApiFromModules<{
   "model/counts": typeof model_counts;
+  "model/outbox": typeof model_outbox;
+  "model/outboxTable": typeof model_outboxTable;
   "model/transitions": typeof model_transitions;
   voiceCloneJobs: typeof voiceCloneJobs;
+  webhookOutbox: typeof webhookOutbox;
 }>;
 export declare const api: FilterApi<
   typeof fullApi,

@@ -45,9 +45,13 @@ class ConvexStandin:
         """Empty the database (a fresh in-memory backend), and clear injected faults."""
         httpx.post(f"{self.url}/_standin/reset", timeout=10).raise_for_status()
 
-    def inject_faults(self, *, status: int = 503, count: int = 1) -> None:
-        """Answer the next `count` API calls with HTTP `status` without running them."""
-        httpx.post(f"{self.url}/_standin/faults", json={"status": status, "count": count}, timeout=10).raise_for_status()
+    def inject_faults(self, *, status: int = 503, count: int = 1, after: bool = False, path: str | None = None) -> None:
+        """Answer the next `count` API calls (of function `path`, when given) with HTTP `status`:
+        without running them, or (`after`) once they ran: a reply lost after the commit."""
+        body: dict = {"status": status, "count": count, "after": after}
+        if path is not None:
+            body["path"] = path
+        httpx.post(f"{self.url}/_standin/faults", json=body, timeout=10).raise_for_status()
 
     @property
     def running(self) -> bool:

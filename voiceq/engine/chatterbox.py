@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..audio import Clip, to_wav
+from .budget import chunk_budgets
 from .base import EngineInfo, GenerationParams, Synthesis, SynthesisRequest
 from .loading import load_chatterbox, pick_device
 from .s3gen_batch import S3GenJob
@@ -198,13 +199,15 @@ class ChatterboxEngine:
         )
         hp = self.model.t3.hp
         rows = []
+        # The cap is the job's: its chunks share it (budget.py).
+        budgets = chunk_budgets(self.cap_for(p), [speech_token_estimate(c) for c in chunks])
         for k, chunk in enumerate(chunks):
             text = self.text_tokens(chunk)[0].cpu()  # (T,)
             if text.numel() + 2 > hp.max_text_tokens:
                 raise ValueError(f"a text chunk is too long for the model ({text.numel()} tokens)")
             framed = torch.cat([torch.tensor([hp.start_text_token]), text, torch.tensor([hp.stop_text_token])])
             rows.append(T3Row(cond=cond, text_tokens=framed, sampling=sampling,
-                              max_new_tokens=self.cap_for(p), seed=derive_seed(seed, k, "t3")))
+                              max_new_tokens=budgets[k], seed=derive_seed(seed, k, "t3")))
         s3_seeds = [derive_seed(seed, k, "s3gen") for k in range(len(chunks))]
         return JobPlan(index=index, voice=voice, rows=rows, s3gen_seeds=s3_seeds)
 
@@ -217,8 +220,8 @@ class ChatterboxEngine:
         return RequestCost(
             chunks=len(chunks),
             model_rows=per_row * len(chunks),
-            max_speech_tokens=cap * len(chunks),
-            expected_speech_tokens=sum(min(cap, speech_token_estimate(c)) for c in chunks),
+            max_speech_tokens=cap,
+            expected_speech_tokens=min(cap, sum(speech_token_estimate(c) for c in chunks)),
         )
 
     # --- stages ---------------------------------------------------------------------------

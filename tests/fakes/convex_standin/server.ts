@@ -17,7 +17,8 @@
 //
 // Test controls (not part of Convex's API): POST /_standin/reset empties the database;
 // POST /_standin/faults {"status": 503, "count": 2} answers the next two API calls with that
-// status without running them.
+// status without running them; with "after": true it runs them first (the reply is lost after
+// the mutation committed), and "path": "module:function" limits it to that function.
 //
 // Usage: tsx tests/fakes/convex_standin/server.ts [--port N] [--host H]
 // Prints one JSON line {"url": ..., "port": ...} on stdout once it listens. Exits when
@@ -100,7 +101,10 @@ async function main(): Promise<void> {
   const adminKey = process.env.CONVEX_STANDIN_ADMIN_KEY || null;
   const schema = await loadSchema();
   let backend = convexTest(schema, modules);
-  let faults: { status: number; count: number } = { status: 503, count: 0 };
+  // `after`: run the call, then answer the fault (a reply lost after the mutation committed);
+  // `path`: only calls of that function count.
+  type Faults = { status: number; count: number; after: boolean; path?: string };
+  let faults: Faults = { status: 503, count: 0, after: false };
 
   function callerIsAdmin(req: IncomingMessage): boolean {
     const header = req.headers.authorization;
@@ -154,7 +158,8 @@ async function main(): Promise<void> {
     if (typeof rawArgs !== "object" || rawArgs === null || Array.isArray(rawArgs)) {
       throw new HttpError(400, "BadJsonBody", "`args` must be an object");
     }
-    if (faults.count > 0) {
+    const faulty = faults.count > 0 && (faults.path === undefined || faults.path === body.path);
+    if (faulty && !faults.after) {
       faults.count -= 1;
       throw new HttpError(faults.status, "InjectedFault", `injected fault (HTTP ${faults.status})`);
     }
@@ -168,8 +173,15 @@ async function main(): Promise<void> {
           : kind === "mutation"
             ? await backend.mutation(ref, args)
             : await backend.action(ref, args);
+      if (faulty && faults.after) {
+        faults.count -= 1;
+        throw new HttpError(faults.status, "InjectedFault", `injected fault after the call ran (HTTP ${faults.status})`);
+      }
       return [200, { status: "success", value: convexToJson(value === undefined ? null : (value as Value)), logLines: [] }];
     } catch (err) {
+      if (err instanceof HttpError) {
+        throw err;
+      }
       if (err instanceof FunctionError) {
         return [200, { status: "error", errorMessage: err.message, logLines: [] }];
       }
@@ -190,12 +202,17 @@ async function main(): Promise<void> {
       const route = url.pathname.replace(/\/+$/, "");
       if (req.method === "POST" && route === "/_standin/reset") {
         backend = convexTest(schema, modules);
-        faults = { status: 503, count: 0 };
+        faults = { status: 503, count: 0, after: false };
         return send(res, 200, { ok: true });
       }
       if (req.method === "POST" && route === "/_standin/faults") {
         const body = JSON.parse((await readBody(req)) || "{}");
-        faults = { status: Number(body.status ?? 503), count: Number(body.count ?? 1) };
+        faults = {
+          status: Number(body.status ?? 503),
+          count: Number(body.count ?? 1),
+          after: Boolean(body.after ?? false),
+          path: typeof body.path === "string" ? body.path : undefined,
+        };
         return send(res, 200, { ok: true });
       }
       if (req.method === "GET" && route === "/version") {
