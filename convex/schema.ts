@@ -1,5 +1,6 @@
 import { defineSchema, defineTable } from "convex/server";
 import { v } from "convex/values";
+import { erasureFields, voiceFields } from "./model/voices";
 
 // Timestamps are Unix seconds (floats), as the Python service writes them with time.time().
 
@@ -71,6 +72,15 @@ export default defineSchema({
     .index("by_userId_createdAt", ["userId", "createdAt"])
     .index("by_userId_status", ["userId", "status", "createdAt"])
     .index("by_idempotency", ["owner", "userId", "idempotencyKey"]),
+
+  // The voice library (convex/voices.ts) and the durable records of users' erasures.
+  voices: defineTable(voiceFields)
+    .index("by_voiceId", ["voiceId"])
+    .index("by_userId_owner", ["userId", "owner", "createdAt"])
+    .index("by_jobId", ["jobId"]),
+  voiceErasures: defineTable(erasureFields)
+    .index("by_owner_userId", ["owner", "userId"])
+    .index("by_status", ["status"]),
 
   // Running totals per (scope, status), kept in the same transaction as every job write, so
   // getStats and countActive never scan the jobs table. scope is "*" (all jobs) or "user:<userId>".

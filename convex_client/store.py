@@ -23,17 +23,18 @@ from voiceq.store.base import JobStats
 from .client import ConvexClient, Kind
 from .documents import job_from_document, job_to_document, result_to_document, worker_to_document
 from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, ConvexUnavailable
+from .library import ConvexLibrary
 
 MODULE = "voiceCloneJobs"
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
-FUNCTIONS_VERSION = 2
+FUNCTIONS_VERSION = 3
 # Bounds of the TypeScript functions (MAX_CLAIM, MAX_LIST there).
 MAX_CLAIM = 256
 MAX_LIST = 1000
 DEPLOY_HINT = "deploy the functions with `npx convex deploy`"
 
 
-class ConvexJobStore:
+class ConvexJobStore(ConvexLibrary):
     def __init__(
         self,
         client: ConvexClient,
@@ -197,7 +198,7 @@ class ConvexJobStore:
         return int(self._call("query", "countActive", {} if user_id is None else {"userId": user_id}))
 
     def stats(self, *, user_id: str | None = None) -> JobStats:
-        s = self._call("query", "getStats", {} if user_id is None else {"userId": user_id})
+        s = self._call("query", "stats", {} if user_id is None else {"userId": user_id})
         by_status = {st.value: int(s["byStatus"].get(st.value, 0)) for st in JobStatus}
         avg = s.get("avgProcessingTime")
         oldest = s.get("oldestPendingCreatedAt")

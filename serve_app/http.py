@@ -40,6 +40,7 @@ from . import responses
 from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of, require_admin
 from .responses import API_PREFIX
 from .validation import build_submission, check_job_id, check_user_id, read_upload
+from .voice_routes import voice_routes
 
 log = logging.getLogger("voiceq.http")
 
@@ -108,7 +109,7 @@ async def clone(request: Request) -> Response:
             audio = await read_upload(upload, settings) if upload is not None else None
             submission = build_submission(
                 form, audio, settings, owner=owner_of(principal),
-                idempotency_key=request.headers.get("idempotency-key"),
+                idempotency_key=request.headers.get("idempotency-key"), admin=principal.admin,
             )
     except MultiPartException as err:
         raise InvalidInput(f"malformed multipart body: {err.message}") from err
@@ -312,6 +313,7 @@ def create_http_app(backend: Backend) -> Starlette:
         Route(f"{API_PREFIX}/jobs/{{job_id}}", cancel_job, methods=["DELETE"]),
         Route("/health", live, methods=["GET"]),
         Route("/ready", health, methods=["GET"]),
+        *voice_routes(),
     ]
     # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything
     # else is a bug, answered with a 500 and re-raised so it is logged with its traceback.

@@ -7,6 +7,7 @@ the problem.
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from typing import Any, Mapping
 
@@ -16,6 +17,8 @@ from voiceq.jobs import is_job_id, is_voice_id
 from voiceq.manager import Submission
 from voiceq.settings import Settings
 from voiceq.webhooks import check_callback_url
+
+from .voice_validation import parse_consent
 
 DEFAULT_SAMPLE_TEXT = "Hello, this is my cloned voice."
 MAX_USER_ID_CHARS = 128
@@ -113,6 +116,8 @@ def build_submission(
     *,
     owner: str | None = None,
     idempotency_key: str | None = None,
+    admin: bool = False,
+    now: float | None = None,
 ) -> Submission:
     """Validate every field and decode the audio; raises `InvalidInput` on the first problem."""
     user_id = check_user_id(_text_field(form, "user_id", required=True, max_chars=MAX_USER_ID_CHARS) or "")
@@ -129,6 +134,7 @@ def build_submission(
     if voice_id is None and audio is None:
         raise InvalidInput("audio_file is required (or voice_id of a voice cloned before)", field="audio_file")
     params = generation_params(form)
+    consent = parse_consent(form, settings, cloning=voice_id is None, now=time.time() if now is None else now)
     priority_raw = _text_field(form, "priority", required=False, max_chars=8)
     priority = 0
     if priority_raw is not None:
@@ -164,4 +170,6 @@ def build_submission(
         owner=owner,
         callback_url=callback_url,
         params=params,
+        admin=admin,
+        consent=consent,
     )

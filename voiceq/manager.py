@@ -21,6 +21,8 @@ from .metrics import Metrics, failure_reason
 from .settings import Settings
 from .storage import BlobStorage, upload_key, voice_key
 from .store import JobStats, JobStore
+from .voice_library import Caller, VoiceLibraryManager
+from .voices import Consent
 
 log = logging.getLogger("voiceq.manager")
 T = TypeVar("T")
@@ -42,9 +44,20 @@ class Submission:
     owner: str | None = None
     callback_url: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    admin: bool = False  # the submitting key is an admin key (may use any voice)
+    consent: Consent | None = None
 
 
-class JobManager:
+def _job_extra(sub: Submission) -> dict[str, Any] | None:
+    extra: dict[str, Any] = {}
+    if sub.params:
+        extra["params"] = dict(sub.params)
+    if sub.consent is not None:
+        extra["consent"] = sub.consent.to_dict()  # becomes the voice's, once it is cloned
+    return extra or None
+
+
+class JobManager(VoiceLibraryManager):
     def __init__(
         self,
         store: JobStore,
@@ -74,6 +87,8 @@ class JobManager:
         job_id = new_job_id()
         audio_key = ""
         if sub.voice_id is not None:
+            # Another key's voice answers exactly like one that does not exist.
+            await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
             if not await self._call(self.storage.exists, voice_key(sub.voice_id)):
                 raise VoiceNotFound(sub.voice_id)
         else:
@@ -92,7 +107,7 @@ class JobManager:
             idempotency_key=sub.idempotency_key,
             owner=sub.owner,
             callback_url=sub.callback_url,
-            extra={"params": dict(sub.params)} if sub.params else None,
+            extra=_job_extra(sub),
         )
         if sub.voice_id is not None:
             job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
@@ -196,9 +211,13 @@ class JobManager:
         )
 
     async def complete(self, job_id: str, *, lease_id: str, result: JobResult) -> Job:
+        # The voice is recorded before the job completes: a completed clone always has its
+        # voice's record (and owner), so reusing it is never refused for want of one.
+        voice = await self.record_new_voice(job_id, result)
         try:
             job = await self._call(self.store.complete, job_id, lease_id=lease_id, result=result, now=self.clock())
         except StaleLease:
+            await self.forget_voice_record(voice)
             log.warning("job=%s event=stale lease=%s: result of a late worker discarded", job_id, lease_id)
             raise
         log_job("completed", job, voice=job.voice_id, processing_s=job.processing_time, tokens=job.speech_tokens)

@@ -82,6 +82,16 @@ class Settings:
     # Costs.
     gpu_hourly_price: float = 1.99
 
+    # Voices and personal data (voiceq/voices.py). Retention: uploads and results older than
+    # this many days are swept (0: kept); voices stay until deleted.
+    retention_days: float = 0.0
+    retention_sweep_interval_s: float = 3600.0
+    require_consent: bool = False  # clone requests must carry a consent attestation
+    # Per API key (overridable per key in VOICEQ_API_KEYS): so that rotating user_id cannot fill
+    # the queue. 0: no daily bound.
+    max_active_jobs_per_key: int = 1000
+    max_jobs_per_day_per_key: int = 0
+
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
             raise ValueError(f"ENVIRONMENT must be one of {ENVIRONMENTS}, not {self.environment!r}")
@@ -91,6 +101,8 @@ class Settings:
             raise ValueError("VOICEQ_MAX_SPEECH_TOKENS must be at least 1")
         if self.max_batch_size < 1:
             raise ValueError("VOICEQ_MAX_BATCH_SIZE must be at least 1")
+        if self.retention_days < 0:
+            raise ValueError("VOICEQ_RETENTION_DAYS must be 0 (keep) or a positive number of days")
         if self.auth not in ("auto", "required", "off"):
             raise ValueError(f"VOICEQ_AUTH must be auto, required or off, not {self.auth!r}")
 

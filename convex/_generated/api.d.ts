@@ -14,8 +14,11 @@ import type {
   FunctionReference,
 } from "convex/server";
 import type * as model_counts from "../model/counts.js";
+import type * as model_identity from "../model/identity.js";
 import type * as model_transitions from "../model/transitions.js";
+import type * as model_voices from "../model/voices.js";
 import type * as voiceCloneJobs from "../voiceCloneJobs.js";
+import type * as voices from "../voices.js";
 
 /**
  * A utility for referencing Convex functions in your app's API.
@@ -27,8 +30,11 @@ import type * as voiceCloneJobs from "../voiceCloneJobs.js";
  */
 declare const fullApi: ApiFromModules<{
   "model/counts": typeof model_counts;
+  "model/identity": typeof model_identity;
   "model/transitions": typeof model_transitions;
+  "model/voices": typeof model_voices;
   voiceCloneJobs: typeof voiceCloneJobs;
+  voices: typeof voices;
 }>;
 export declare const api: FilterApi<
   typeof fullApi,

@@ -59,16 +59,19 @@ async function adjust(
 /** Account for a job moving from `before` (null for a new job) to `after`: the status it leaves
  * loses what the job added to it, the status it enters gains the job's new contribution. */
 export async function recordTransition(ctx: MutationCtx, before: Job | null, after: Job): Promise<void> {
-  if (before !== null && before.status === after.status) {
+  // A job changes scope only when its user is erased (it then counts under the pseudonym).
+  if (before !== null && before.status === after.status && before.userId === after.userId) {
     return;
   }
   // Completed is terminal, so its sums only ever grow; a failed job can be requeued and leaves
   // the failed totals again.
   const entering = contribution(after);
-  for (const scope of [ALL_SCOPE, userScope(after.userId)]) {
-    if (before !== null) {
+  if (before !== null) {
+    for (const scope of [ALL_SCOPE, userScope(before.userId)]) {
       await adjust(ctx, scope, before.status, negate(contribution(before)));
     }
+  }
+  for (const scope of [ALL_SCOPE, userScope(after.userId)]) {
     await adjust(ctx, scope, after.status, entering);
   }
 }

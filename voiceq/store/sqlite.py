@@ -19,6 +19,7 @@ from .. import jobs as transitions
 from ..errors import JobNotFound, StoreUnavailable
 from ..jobs import Job, JobResult, JobStatus, RetryPolicy, WorkerInfo
 from .base import JobStats
+from .sqlite_library import LIBRARY_SCHEMA, SQLiteLibrary
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -43,7 +44,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency
 _ACTIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
 
 
-class SQLiteJobStore:
+class SQLiteJobStore(SQLiteLibrary):
     def __init__(
         self,
         path: str | Path,
@@ -59,7 +60,7 @@ class SQLiteJobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + LIBRARY_SCHEMA)
 
     # --- connections ------------------------------------------------------------------
 
