@@ -71,7 +71,9 @@ export default defineSchema({
     .index("by_createdAt", ["createdAt"])
     .index("by_userId_createdAt", ["userId", "createdAt"])
     .index("by_userId_status", ["userId", "status", "createdAt"])
-    .index("by_idempotency", ["owner", "userId", "idempotencyKey"]),
+    .index("by_idempotency", ["owner", "userId", "idempotencyKey"])
+    // Per-key quotas: a key's submissions in the last day (convex/keyQuotas.ts).
+    .index("by_owner_createdAt", ["owner", "createdAt"]),
 
   // The voice library (convex/voices.ts) and the durable records of users' erasures.
   voices: defineTable(voiceFields)

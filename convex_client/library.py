@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from voiceq.errors import JobNotFound, StoreUnavailable, VoiceNotFound
-from voiceq.jobs import Job
+from voiceq.jobs import Job, JobStatus
+from voiceq.store.base import JobStats
 from voiceq.voices import Consent, Erasure, Voice, erased_user_id
 
 from .client import ConvexClient, Kind
@@ -70,11 +71,12 @@ class ConvexLibrary:
     client: ConvexClient
     _sweep_since: float = 0.0
 
-    def _lib(self, kind: Kind, name: str, args: Mapping[str, Any], *, idempotent: bool = False) -> Any:
+    def _lib(self, kind: Kind, name: str, args: Mapping[str, Any], *, idempotent: bool = False,
+             module: str = MODULE) -> Any:
         from .store import _function_error
 
         try:
-            return self.client.call(kind, f"{MODULE}:{name}", args, idempotent=idempotent or kind == "query")
+            return self.client.call(kind, f"{module}:{name}", args, idempotent=idempotent or kind == "query")
         except ConvexFunctionError as err:
             raise _function_error(err) from err
         except ConvexAuthError as err:
@@ -175,3 +177,27 @@ class ConvexLibrary:
         if doc is None:
             raise JobNotFound(job_id)
         return job_from_document(doc)
+
+    # --- per-key quotas and stats (convex/keyQuotas.ts) -----------------------------------
+
+    def count_key_jobs(self, *, owner: str, since: float | None = None) -> int:
+        args: dict[str, Any] = {"owner": owner}
+        if since is not None:
+            args["since"] = float(since)
+        return int(self._quota("countKeyJobs", args))
+
+    def key_stats(self, *, owner: str, user_id: str | None = None) -> JobStats:
+        s = self._quota("keyStats", {"owner": owner, **({} if user_id is None else {"userId": user_id})})
+        by_status = {st.value: int(s["byStatus"].get(st.value, 0)) for st in JobStatus}
+        avg, oldest = s.get("avgProcessingTime"), s.get("oldestPendingCreatedAt")
+        return JobStats(
+            total=int(s["total"]), by_status=by_status,
+            avg_processing_time=float(avg) if avg is not None else None,
+            total_processing_time=float(s.get("totalProcessingTime") or 0.0),
+            oldest_pending_created_at=float(oldest) if oldest is not None else None,
+            audio_seconds_generated=float(s.get("audioSecondsGenerated") or 0.0),
+            total_gpu_seconds=float(s.get("totalGpuSeconds") or 0.0), user_id=user_id,
+        )
+
+    def _quota(self, name: str, args: Mapping[str, Any]) -> Any:
+        return self._lib("query", name, args, module="keyQuotas")

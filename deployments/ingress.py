@@ -62,8 +62,8 @@ class ServeBackend:
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]:
         return await call(self.jobs, "list_jobs", status=status, user_id=user_id, limit=limit)
 
-    async def stats(self, user_id: str | None) -> JobStats:
-        return await call(self.jobs, "stats", user_id)
+    async def stats(self, user_id: str | None, owner: str | None = None) -> JobStats:
+        return await call(self.jobs, "stats", user_id, owner)
 
     # The voice library (serve_app.voice_routes.VoiceBackend).
 

@@ -69,7 +69,7 @@ class Backend(Protocol):
 
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]: ...
 
-    async def stats(self, user_id: str | None) -> JobStats: ...
+    async def stats(self, user_id: str | None, owner: str | None = None) -> JobStats: ...
 
     async def health(self) -> dict[str, Any]: ...
 
@@ -110,6 +110,7 @@ async def clone(request: Request) -> Response:
             submission = build_submission(
                 form, audio, settings, owner=owner_of(principal),
                 idempotency_key=request.headers.get("idempotency-key"), admin=principal.admin,
+                limits=principal.limits,
             )
     except MultiPartException as err:
         raise InvalidInput(f"malformed multipart body: {err.message}") from err
@@ -196,11 +197,12 @@ async def list_jobs(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     backend = _backend(request)
-    _principal(request)
+    principal = _principal(request)
     user_id = request.query_params.get("user_id") or request.query_params.get("userId")
     if user_id is not None:
         check_user_id(user_id)
-    result = await backend.stats(user_id)
+    # A key sees its own users only; admin keys (and development without keys) everything.
+    result = await backend.stats(user_id, owner=None if principal.admin else owner_of(principal))
     return JSONResponse(responses.stats_body(result, gpu_hourly_price=backend.settings.gpu_hourly_price))
 
 

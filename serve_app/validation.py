@@ -15,6 +15,7 @@ from voiceq.audio import decode_upload, to_wav
 from voiceq.errors import InvalidInput
 from voiceq.jobs import is_job_id, is_voice_id
 from voiceq.manager import Submission
+from voiceq.quotas import UNLIMITED, KeyLimits, check_priority
 from voiceq.settings import Settings
 from voiceq.webhooks import check_callback_url
 
@@ -118,6 +119,7 @@ def build_submission(
     idempotency_key: str | None = None,
     admin: bool = False,
     now: float | None = None,
+    limits: KeyLimits = UNLIMITED,
 ) -> Submission:
     """Validate every field and decode the audio; raises `InvalidInput` on the first problem."""
     user_id = check_user_id(_text_field(form, "user_id", required=True, max_chars=MAX_USER_ID_CHARS) or "")
@@ -144,6 +146,7 @@ def build_submission(
             raise InvalidInput("priority must be an integer from -10 to 10", field="priority") from None
         if not -10 <= priority <= 10:
             raise InvalidInput("priority must be an integer from -10 to 10", field="priority")
+        check_priority(priority, limits)
     callback_url = _text_field(form, "callback_url", required=False, max_chars=2048)
     if callback_url is not None:
         if not re.match(r"^https?://[^\s/$.?#][^\s]*$", callback_url):
@@ -172,4 +175,5 @@ def build_submission(
         params=params,
         admin=admin,
         consent=consent,
+        limits=limits,
     )

@@ -23,6 +23,7 @@ from .storage import BlobStorage, upload_key, voice_key
 from .store import JobStats, JobStore
 from .voice_library import Caller, VoiceLibraryManager
 from .voices import Consent
+from .quotas import KeyLimits, check_key_load
 
 log = logging.getLogger("voiceq.manager")
 T = TypeVar("T")
@@ -46,6 +47,7 @@ class Submission:
     params: dict[str, Any] = field(default_factory=dict)
     admin: bool = False  # the submitting key is an admin key (may use any voice)
     consent: Consent | None = None
+    limits: KeyLimits | None = None  # the submitting key's quotas (None: keys are off)
 
 
 def _job_extra(sub: Submission) -> dict[str, Any] | None:
@@ -84,6 +86,8 @@ class JobManager(VoiceLibraryManager):
         """Store the upload, then the job record. If the record cannot be written the upload
         is removed again, so a failed submission leaves nothing behind."""
         await self.check_capacity(sub.user_id)
+        if sub.owner is not None and sub.limits is not None:
+            await self.check_key_capacity(sub.owner, sub.limits)
         job_id = new_job_id()
         audio_key = ""
         if sub.voice_id is not None:
@@ -149,6 +153,12 @@ class JobManager(VoiceLibraryManager):
                 retry_after_s=10, per_user=True,
             )
 
+    async def check_key_capacity(self, owner: str, limits: KeyLimits) -> None:
+        """Per-key quotas: a client rotating user_id still cannot fill the queue."""
+        active = await self._call(self.store.count_key_jobs, owner=owner)
+        today = await self._call(self.store.count_key_jobs, owner=owner, since=self.clock() - 86_400.0)
+        check_key_load(key=owner, active=active, today=today, limits=limits, settings=self.settings)
+
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job:
@@ -162,7 +172,10 @@ class JobManager(VoiceLibraryManager):
             self.store.list_jobs, status=JobStatus(status) if status else None, user_id=user_id, limit=limit
         )
 
-    async def stats(self, user_id: str | None = None) -> JobStats:
+    async def stats(self, user_id: str | None = None, owner: str | None = None) -> JobStats:
+        """Everyone's totals (or one user's); with `owner`, only that key's jobs."""
+        if owner is not None:
+            return await self._call(self.store.key_stats, owner=owner, user_id=user_id)
         return await self._call(self.store.stats, user_id=user_id)
 
     async def read_result(self, job_id: str) -> bytes:

@@ -13,6 +13,7 @@ import type {
   FilterApi,
   FunctionReference,
 } from "convex/server";
+import type * as keyQuotas from "../keyQuotas.js";
 import type * as model_counts from "../model/counts.js";
 import type * as model_identity from "../model/identity.js";
 import type * as model_transitions from "../model/transitions.js";
@@ -29,6 +30,7 @@ import type * as voices from "../voices.js";
  * ```
  */
 declare const fullApi: ApiFromModules<{
+  keyQuotas: typeof keyQuotas;
   "model/counts": typeof model_counts;
   "model/identity": typeof model_identity;
   "model/transitions": typeof model_transitions;

@@ -10,6 +10,19 @@ export function userScope(userId: string): string {
   return `user:${userId}`;
 }
 
+/** One API key's jobs (quotas and the key's own /stats), and one user's under that key. */
+export function ownerScope(owner: string, userId?: string): string {
+  return userId === undefined ? `owner:${owner}` : `owner:${owner}|user:${userId}`;
+}
+
+function scopesOf(job: Job): string[] {
+  const scopes = [ALL_SCOPE, userScope(job.userId)];
+  if (job.owner !== undefined) {
+    scopes.push(ownerScope(job.owner), ownerScope(job.owner, job.userId));
+  }
+  return scopes;
+}
+
 export type Count = { count: number; processingTime: number; resultSeconds: number; gpuSeconds: number };
 
 /** What one job adds to the totals of the status it is in. */
@@ -67,11 +80,11 @@ export async function recordTransition(ctx: MutationCtx, before: Job | null, aft
   // the failed totals again.
   const entering = contribution(after);
   if (before !== null) {
-    for (const scope of [ALL_SCOPE, userScope(before.userId)]) {
+    for (const scope of scopesOf(before)) {
       await adjust(ctx, scope, before.status, negate(contribution(before)));
     }
   }
-  for (const scope of [ALL_SCOPE, userScope(after.userId)]) {
+  for (const scope of scopesOf(after)) {
     await adjust(ctx, scope, after.status, entering);
   }
 }

@@ -12,7 +12,8 @@ from tests.support.server import VoiceqServer, wait_until
 API = "/api/public/voice/onboarding"
 pytestmark = pytest.mark.slow
 
-KEYS = {"alice": "alice-voices-key-0123", "bob": "bob-voices-key-0123", "ops": "ops-voices-key-0123"}
+KEYS = {"alice": "alice-voices-key-0123", "bob": "bob-voices-key-0123", "ops": "ops-voices-key-0123",
+        "carol": "carol-voices-key-0123"}
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,8 @@ def app(voiceq_server: VoiceqServer, tmp_path_factory: pytest.TempPathFactory) -
     voiceq_server.deploy(voiceq_server.settings_for(
         environment="production",
         auth="auto",
-        api_keys=f"alice:{KEYS['alice']},bob:{KEYS['bob']},ops:{KEYS['ops']}:admin",
+        api_keys=(f"alice:{KEYS['alice']},bob:{KEYS['bob']},ops:{KEYS['ops']}:admin,"
+                  f"carol:{KEYS['carol']}:active=0"),
         data_dir=tmp_path_factory.mktemp("voices-data"),
         max_batch_size=4,
     ))
@@ -177,3 +179,23 @@ def test_the_watermark_route_detects_the_apps_clips_and_not_the_upload(app: Voic
         assert raw["watermarked"] is False and raw["confidence"] < 0.5, raw
         assert produced["detector"] == "perth.PerthImplicitWatermarker"
         assert c.post(f"{API}/watermark/detect", headers=auth("bob"), data={"x": "1"}).status_code == 415
+
+
+def test_per_key_quotas_priorities_and_stats_of_a_keys_own_users(app: VoiceqServer) -> None:
+    with app.client() as c:
+        # carol's key may have no job in the queue, whatever user_id it names.
+        for user in ("c1", "c2"):
+            refused = clone(c, "carol", user=user)
+            assert refused.status_code == 429 and "'carol'" in refused.json()["error"], refused.text
+        assert c.get(f"{API}/jobs", params={"user_id": "c1"}, headers=auth("ops")).json()["jobs"] == []
+        jump = clone(c, "alice", user="prio-user", priority="1")
+        assert jump.status_code == 403 and jump.json()["field"] == "priority"
+        assert c.get(f"{API}/jobs", params={"user_id": "prio-user"}, headers=auth("alice")).json()["jobs"] == []
+
+        wait_done(c, clone(c, "bob", user="stats-user").json()["jobId"], "bob")
+        bobs = c.get(f"{API}/stats", headers=auth("bob")).json()
+        alices = c.get(f"{API}/stats", headers=auth("alice")).json()
+        everyone = c.get(f"{API}/stats", headers=auth("ops")).json()
+        assert everyone["total"] == bobs["total"] + alices["total"] > bobs["total"] > 0
+        assert c.get(f"{API}/stats", params={"user_id": "stats-user"}, headers=auth("alice")).json()["total"] == 0
+        assert c.get(f"{API}/stats", params={"user_id": "stats-user"}, headers=auth("bob")).json()["total"] == 1

@@ -11,6 +11,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 from ..jobs import Job
 from ..voices import Erasure, Voice
+from .base import JobStats
 
 
 @runtime_checkable
@@ -61,3 +62,11 @@ class VoiceLibrary(Protocol):
         ...
 
     def mark_swept(self, job_id: str, *, keep_upload: bool, now: float) -> Job: ...
+
+    def count_key_jobs(self, *, owner: str, since: float | None = None) -> int:
+        """A key's jobs waiting or running (no `since`), or submitted since `since` (quotas)."""
+        ...
+
+    def key_stats(self, *, owner: str, user_id: str | None = None) -> JobStats:
+        """`stats` over one key's jobs (or one of its users')."""
+        ...

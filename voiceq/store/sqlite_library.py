@@ -8,8 +8,9 @@ import sqlite3
 from typing import Sequence
 
 from ..errors import JobNotFound, VoiceNotFound
-from ..jobs import Job
+from ..jobs import Job, JobStatus
 from ..voices import Erasure, Voice, scrub_job, swept_job
+from .base import JobStats
 
 LIBRARY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS voices (
@@ -166,3 +167,37 @@ class SQLiteLibrary:
             job = swept_job(Job.from_dict(json.loads(row[0])), keep_upload=keep_upload, now=now)
             self._put(conn, job)  # type: ignore[attr-defined]
             return job
+
+    # --- per-key quotas and stats ---------------------------------------------------------
+
+    def count_key_jobs(self, *, owner: str, since: float | None = None) -> int:
+        if since is None:
+            sql, params = "SELECT COUNT(*) FROM jobs WHERE owner = ? AND status IN ('pending', 'processing')", (owner,)
+        else:
+            sql, params = "SELECT COUNT(*) FROM jobs WHERE owner = ? AND created_at >= ?", (owner, since)
+        with self._connect() as conn:  # type: ignore[attr-defined]
+            return int(conn.execute(sql, params).fetchone()[0])
+
+    def key_stats(self, *, owner: str, user_id: str | None = None) -> JobStats:
+        where, params = "WHERE owner = ?", [owner]
+        if user_id is not None:
+            where += " AND user_id = ?"
+            params.append(user_id)
+        with self._connect() as conn:  # type: ignore[attr-defined]
+            counts = dict(conn.execute(f"SELECT status, COUNT(*) FROM jobs {where} GROUP BY status", params).fetchall())
+            n_done, total_time, audio_s = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(json_extract(data, '$.processing_time')), 0),"
+                f" COALESCE(SUM(json_extract(data, '$.result_seconds')), 0) FROM jobs {where} AND status = 'completed'",
+                params,
+            ).fetchone()
+            (gpu_s,) = conn.execute(
+                "SELECT COALESCE(SUM(json_extract(data, '$.gpu_seconds')), 0) FROM jobs"
+                f" {where} AND status IN ('completed', 'failed')", params).fetchone()
+            (oldest,) = conn.execute(f"SELECT MIN(created_at) FROM jobs {where} AND status = 'pending'",
+                                     params).fetchone()
+        by_status = {s.value: int(counts.get(s.value, 0)) for s in JobStatus}
+        return JobStats(total=sum(by_status.values()), by_status=by_status,
+                        avg_processing_time=(total_time / n_done) if n_done else None,
+                        total_processing_time=float(total_time),
+                        oldest_pending_created_at=oldest if user_id is not None else None,
+                        audio_seconds_generated=float(audio_s), total_gpu_seconds=float(gpu_s), user_id=user_id)

@@ -185,7 +185,7 @@ async function main(): Promise<void> {
       await resolveFunction(body.path, kind, admin);
       const args = jsonToConvex(rawArgs as any) as Record<string, Value>;
       const ref = makeFunctionReference<any>(body.path) as any;
-      const caller = identity === null ? backend : backend.withIdentity(identity);
+      const caller = identity === null ? backend : backend.withIdentity(identity as Parameters<typeof backend.withIdentity>[0]);
       const value =
         kind === "query"
           ? await caller.query(ref, args)

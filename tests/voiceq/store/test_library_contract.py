@@ -118,3 +118,22 @@ def test_retention_finds_old_finished_jobs_with_audio_once(store: JobStore) -> N
     assert [j.job_id for j in store.sweepable_jobs(before=T0 + 100)] == [still_pending.job_id]  # type: ignore[attr-defined]
     dropped = store.mark_swept(still_pending.job_id, keep_upload=False, now=T0 + 701)  # type: ignore[attr-defined]
     assert dropped.audio_key == ""
+
+
+def test_a_keys_jobs_are_counted_and_totalled_apart_from_other_keys(store: JobStore) -> None:
+    a1 = add(store, owner="acme", user_id="u1", now=T0)
+    add(store, owner="acme", user_id="u2", now=T0 + 10)
+    add(store, owner="globex", user_id="u1", now=T0 + 20)
+    add(store, owner=None, user_id="u1", now=T0 + 30)
+    claimed = claim_one(store, T0 + 40, job_ids=[a1.job_id])
+    store.complete(claimed.job_id, lease_id=claimed.lease_id or "", result=result_for(claimed, gpu=2.0), now=T0 + 41)
+    assert store.count_key_jobs(owner="acme") == 1  # type: ignore[attr-defined]
+    assert store.count_key_jobs(owner="acme", since=T0 + 5) == 1  # type: ignore[attr-defined]
+    assert store.count_key_jobs(owner="acme", since=T0 - 1) == 2  # type: ignore[attr-defined]
+    assert store.count_key_jobs(owner="nobody") == 0  # type: ignore[attr-defined]
+    acme = store.key_stats(owner="acme")  # type: ignore[attr-defined]
+    assert (acme.total, acme.by_status["completed"], acme.pending, acme.total_gpu_seconds) == (2, 1, 1, 2.0)
+    one = store.key_stats(owner="acme", user_id="u1")  # type: ignore[attr-defined]
+    assert (one.total, one.by_status["completed"], one.user_id) == (1, 1, "u1")
+    assert store.key_stats(owner="globex", user_id="u1").pending == 1  # type: ignore[attr-defined]
+    assert store.stats(user_id="u1").total == 3

@@ -63,10 +63,11 @@ def blobs(tmp_path: Path) -> Path:
     return tmp_path / "blobs"
 
 
-def make(opener: Callable[[], JobStore], blobs: Path, storage: LocalBlobStorage | None = None
-         ) -> tuple[JobManager, Worker]:
-    settings = Settings(data_dir=blobs.parent, lease_s=30.0)
-    manager = JobManager(opener(), storage or LocalBlobStorage(blobs), settings)
+def make(opener: Callable[[], JobStore], blobs: Path, storage: LocalBlobStorage | None = None,
+         **options: Any) -> tuple[JobManager, Worker]:
+    clock = options.pop("clock", None)
+    settings = Settings(data_dir=blobs.parent, lease_s=30.0, **options)
+    manager = JobManager(opener(), storage or LocalBlobStorage(blobs), settings, **({"clock": clock} if clock else {}))
     worker = Worker(manager, manager.storage, ToneEngine(), worker=W, limits=BatchLimits(max_rows=8),
                     heartbeat_s=10, poll_interval_s=0.05)
     return manager, worker
@@ -168,3 +169,34 @@ def test_erasure_finishes_after_a_crash_in_the_middle_and_is_idempotent(opener: 
 
     again = asyncio.run(restarted.erase_user("alice", caller=ACME))
     assert (again.status, again.voices, again.jobs, again.blobs) == ("done", 0, 0, 0)
+
+
+def test_retention_sweeps_old_uploads_and_results_but_keeps_voices(opener: Callable[[], JobStore], blobs: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    now = [1_800_000_000.0]
+    manager, worker = make(opener, blobs, retention_days=1.0, clock=lambda: now[0])
+
+    async def scenario() -> tuple[str, str, str]:
+        voice_id = await cloned(manager, worker, clone())
+        reused = await manager.submit(reuse(voice_id))
+        assert await worker.run_once() == 1
+        now[0] += 2 * 86_400  # two days later
+        young = await cloned(manager, worker, clone(user="bob"))
+        with caplog.at_level("INFO", logger="voiceq"):
+            counts = await manager.sweep()
+        assert counts == {"jobs": 2, "uploads": 0, "results": 2}
+        assert await manager.sweep() == {"jobs": 0, "uploads": 0, "results": 0}  # once
+        return voice_id, reused.job_id, young
+
+    voice_id, reused_job, young = asyncio.run(scenario())
+    remaining = files(blobs)
+    voice = asyncio.run(manager.get_voice(voice_id, caller=ACME))
+    # The voice and the upload it was cloned from stay until the voice is deleted.
+    assert f"voices/{voice_id}.pt" in remaining and voice.reference_key in remaining
+    assert not [f for f in remaining if f.startswith("results/") and reused_job in f]
+    assert f"voices/{young}.pt" in remaining and sum(f.startswith("results/") for f in remaining) == 1
+    swept = asyncio.run(manager.get(reused_job))
+    assert swept.result_key is None and swept.extra["swept_at"] == now[0]
+    assert "event=sweep retention_days=1.000 before=" in caplog.text and "jobs=2" in caplog.text
+    assert f"job={reused_job} event=swept" in caplog.text
+    assert manager.metrics.value("voiceq_blobs_deleted_total", reason="retention", kind="result") == 2
