@@ -1,7 +1,7 @@
 """A small client for Convex's HTTP API (https://docs.convex.dev/http-api), on httpx.
 
     client = ConvexClient("https://happy-otter-123.convex.cloud", deploy_key=...)
-    client.query("voiceCloneJobs:getStats", {"userId": "u1"})
+    client.query("voiceCloneJobs:stats", {"userId": "u1"})
 
 Each call is `POST {url}/api/{query|mutation|action}` with `{"path", "args", "format": "json"}`.
 Convex answers `{"status": "success", "value": ...}`, or `{"status": "error", "errorMessage",
