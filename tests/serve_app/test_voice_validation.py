@@ -53,3 +53,16 @@ def test_voice_names_and_ids() -> None:
     with pytest.raises(InvalidInput) as refused:
         check_voice_id("voice_../../etc")
     assert refused.value.field == "voice_id"
+
+
+def test_a_clone_request_without_consent_is_refused_when_it_is_required() -> None:
+    from serve_app.validation import build_submission
+    from tests.support.audio import voice_file
+
+    form = {"user_id": "u1", "voice_name": "V"}
+    with pytest.raises(InvalidInput) as refused:
+        build_submission(form, voice_file("wav", seconds=1.5), REQUIRED)
+    assert refused.value.field == "consent_subject" and refused.value.status_code == 422
+    sub = build_submission({**form, **FULL}, voice_file("wav", seconds=1.5), REQUIRED, now=NOW)
+    assert sub.consent == Consent("Ada L.", 1_793_527_200.0, "crm/consent/9")
+    assert build_submission(form, voice_file("wav", seconds=1.5), OFF).consent is None  # the seed's curl
