@@ -22,11 +22,11 @@ from voiceq.connections import open_blob_storage
 from voiceq.engine import Engine
 from voiceq.jobs import WorkerInfo
 from voiceq.metrics import Metrics
-from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
 from voiceq.worker import Worker
 
 from .handles import RemoteJobs
+from .replica_logs import configure_replica_logging
 
 log = logging.getLogger("voiceq.deployments")
 
@@ -43,12 +43,11 @@ def default_engine_factory(settings: Settings) -> Engine:
     return load_engine(settings)
 
 
-@serve.deployment(name="VoiceCloneInference", max_ongoing_requests=32, health_check_period_s=10,
-                  graceful_shutdown_timeout_s=120)
+@serve.deployment(name="VoiceCloneInference", max_ongoing_requests=32, health_check_period_s=10)
 class InferenceDeployment:
     async def __init__(self, settings: Settings, jobs: DeploymentHandle,
                        engine_factory: EngineFactory | None = None) -> None:
-        configure_logging()
+        configure_replica_logging()
         self.settings = settings
         factory = engine_factory or default_engine_factory
         engine = await asyncio.to_thread(factory, settings)
@@ -122,5 +121,5 @@ class InferenceDeployment:
 
     async def __del__(self) -> None:
         if hasattr(self, "_loop"):  # the constructor may have failed
-            await self.worker.stop(timeout_s=self.settings.lease_s)
+            await self.worker.stop(timeout_s=self.settings.shutdown_grace_s)
             self._loop.cancel()

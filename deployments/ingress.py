@@ -14,13 +14,13 @@ from serve_app.health import EngineState, build_report
 from serve_app.http import create_http_app
 from voiceq.jobs import Job, JobStatus
 from voiceq.manager import Submission
-from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
 from voiceq.store import JobStats
 from voiceq.voice_library import Caller
 from voiceq.voices import Erasure, Voice
 
 from .handles import call
+from .replica_logs import configure_replica_logging
 
 
 class ServeBackend:
@@ -127,6 +127,6 @@ def _build_http_app() -> Starlette:
 @serve.ingress(_build_http_app)
 class IngressDeployment:
     def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle) -> None:
-        configure_logging()
+        configure_replica_logging()
         self.backend = ServeBackend(settings, jobs, inference)
         _offer(self.backend)

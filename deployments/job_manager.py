@@ -15,8 +15,9 @@ from deployments.fleet import FleetWatch
 from voiceq.connections import open_blob_storage, open_job_store
 from voiceq.manager import JobManager
 from voiceq.metrics import Metrics
-from voiceq.logs import configure as configure_logging
 from voiceq.settings import Settings
+
+from .replica_logs import configure_replica_logging
 
 log = logging.getLogger("voiceq.deployments")
 
@@ -32,7 +33,7 @@ log = logging.getLogger("voiceq.deployments")
 )
 class JobManagerDeployment(JobManager):
     async def __init__(self, settings: Settings) -> None:
-        configure_logging()
+        configure_replica_logging()
         super().__init__(open_job_store(settings), open_blob_storage(settings), settings, metrics=Metrics())
         # Several reaps per lease period, so a lost worker's jobs wait at most about a lease;
         # at least every 5 s, so the queue gauges are fresh in every scrape of Ray's exporter.

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-from pathlib import Path
 from typing import Any
 
 from ray.serve import Application
 
 from deployments.autoscaling import autoscaling_config
 from deployments.ingress import IngressDeployment
-from deployments.inference import EngineFactory, InferenceDeployment, default_engine_factory
+from deployments.inference import EngineFactory, InferenceDeployment
 from deployments.job_manager import JobManagerDeployment
 from voiceq.scaling import ScalingConfig
 from voiceq.settings import Settings
 
 
 def inference_options(settings: Settings, batch: dict[str, Any] | None = None) -> dict[str, Any]:
-    # Batch limits travel as user_config, so `serve deploy` (or `compose(..., batch=...)`)
-    # changes them in place, without restarting replicas.
+    # Batch limits travel as user_config, so `serve deploy` of a config with new limits
+    # changes them in place, without restarting replicas or reloading the model.
     user_config = {"max_batch_size": settings.max_batch_size, "batch_wait_s": settings.batch_wait_s,
                    "token_budget": settings.token_budget, **(batch or {})}
     # @serve.batch only fills batches if a replica may hold that many requests at once.
@@ -37,36 +34,26 @@ def inference_options(settings: Settings, batch: dict[str, Any] | None = None) -
             "max_ongoing_requests": ongoing}
 
 
-_PACKAGES = ("voiceq", "serve_app", "deployments", "convex_client")
-
-
-def code_version(settings: Settings, engine_factory: EngineFactory | None) -> str:
-    """A deployment version for Serve: the same code, settings and engine give the same
-    version, so redeploying an unchanged app restarts nothing and a change of batch limits
-    alone (user_config) is applied in place; any change of code or settings rolls replicas."""
-    digest = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
-    for package in _PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(path.read_bytes())
-    digest.update(repr(dataclasses.astuple(settings)).encode())  # secrets included: hashed, never shown
-    factory = engine_factory or default_engine_factory
-    digest.update(f"{factory.__module__}.{factory.__qualname__}".encode())
-    return digest.hexdigest()[:16]
+def shutdown_options(settings: Settings) -> dict[str, float]:
+    # Serve's defaults (20 s per replica, more with a batch in flight) kept Ctrl-C on `serve
+    # run` waiting for most of a minute; jobs outlive their replica in the store anyway.
+    return {"graceful_shutdown_timeout_s": settings.shutdown_grace_s,
+            "graceful_shutdown_wait_loop_s": min(1.0, settings.shutdown_grace_s)}
 
 
 def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
             batch: dict[str, Any] | None = None) -> Application:
     """The application for these settings. `engine_factory` swaps the model (the load test
     injects a fixed-cost engine this way); by default Chatterbox is loaded. `batch` overrides
-    the inference deployment's batch limits (max_batch_size, batch_wait_s, token_budget),
-    which a redeploy applies in place."""
-    version = code_version(settings, engine_factory)
-    jobs = JobManagerDeployment.options(version=version).bind(settings)
-    inference = InferenceDeployment.options(version=version, **inference_options(settings, batch)).bind(
+    the inference deployment's batch limits (max_batch_size, batch_wait_s, token_budget)."""
+    # No explicit deployment versions: Ray 2.55 drops `num_replicas` from `.options()` when a
+    # version is given. `serve deploy` (and `serve run` of a config file) lets Serve tell a
+    # user_config change, applied in place, from a code change, which rolls the replicas.
+    grace = shutdown_options(settings)
+    jobs = JobManagerDeployment.options(**grace).bind(settings)
+    inference = InferenceDeployment.options(**grace, **inference_options(settings, batch)).bind(
         settings, jobs, engine_factory)
-    return IngressDeployment.options(version=version).bind(settings, jobs, inference)
+    return IngressDeployment.options(**grace).bind(settings, jobs, inference)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -45,15 +45,37 @@ def log_job(event: str, job: Job, *, level: int = logging.INFO, **fields: Any) -
     log.log(level, job_line(event, job, **fields))
 
 
-def configure(level: int = logging.INFO) -> None:
-    """Make voiceq's own lines visible in a process (a Serve replica) whose root logger only
-    passes warnings."""
+class _Forward(logging.Handler):
+    """Hands records to another logger's handlers, whatever they are at the time: Serve
+    replaces its handlers when an app's logging_config changes."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(self.target).handle(record)
+
+
+def configure(level: int = logging.INFO, *, forward_to: str | None = None) -> None:
+    """Make voiceq's own lines visible in a process whose root logger only passes warnings.
+
+    `forward_to` names a logger whose handlers should write voiceq's lines: in a Serve replica
+    that is Serve's own ("ray.serve"), so the app's `logging_config` (JSON encoding, request
+    ids, log files) applies to them as to Serve's lines. Elsewhere (the CLI, scripts) voiceq
+    writes to stderr itself."""
     logger = logging.getLogger("voiceq")
     logger.setLevel(level)
-    if not logger.handlers:
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        if isinstance(handler, _Forward) or getattr(handler, "_voiceq", False):
+            logger.removeHandler(handler)
+    if forward_to:
+        logger.addHandler(_Forward(forward_to))
+    else:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler._voiceq = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-        logger.propagate = False
     # httpx logs every request at INFO (each Convex call, each webhook): too much for a job log.
     logging.getLogger("httpx").setLevel(logging.WARNING)

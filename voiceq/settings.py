@@ -56,6 +56,9 @@ class Settings:
     token_budget: int = 8000  # estimated speech tokens per engine pass
     poll_interval_s: float = 1.0
     dev_timeout_s: float = 600.0
+    # How long a stopping replica (Ctrl-C, a redeploy, a scale-down) finishes what it holds;
+    # a batch still running then is left to its leases, which return its jobs to the queue.
+    shutdown_grace_s: float = 5.0
 
     # Uploads.
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -93,18 +96,9 @@ class Settings:
     max_jobs_per_day_per_key: int = 0
 
     def __post_init__(self) -> None:
-        if self.environment not in ENVIRONMENTS:
-            raise ValueError(f"ENVIRONMENT must be one of {ENVIRONMENTS}, not {self.environment!r}")
-        if self.chatterbox_mode not in CHATTERBOX_MODES:
-            raise ValueError(f"CHATTERBOX_MODE must be one of {CHATTERBOX_MODES}, not {self.chatterbox_mode!r}")
-        if self.max_speech_tokens < 1:
-            raise ValueError("VOICEQ_MAX_SPEECH_TOKENS must be at least 1")
-        if self.max_batch_size < 1:
-            raise ValueError("VOICEQ_MAX_BATCH_SIZE must be at least 1")
-        if self.retention_days < 0:
-            raise ValueError("VOICEQ_RETENTION_DAYS must be 0 (keep) or a positive number of days")
-        if self.auth not in ("auto", "required", "off"):
-            raise ValueError(f"VOICEQ_AUTH must be auto, required or off, not {self.auth!r}")
+        problems = settings_problems(self)
+        if problems:
+            raise SettingsError(problems)
 
     @property
     def auth_required(self) -> bool:
@@ -141,22 +135,32 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(_ENV_NAMES.get(f.name, "VOICEQ_" + f.name.upper()))
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _parse(f, raw)
+        problems: list[str] = []
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        raw_values = {f.name: env.get(env_name(f.name)) for f in fields.values()}
         for name, value in overrides.items():
             if name not in fields:
-                raise ValueError(f"unknown setting {name!r}")
-            if value is not None:
-                values[name] = _parse(fields[name], value) if isinstance(value, str) else value
+                problems.append(f"unknown setting {name!r}")
+            elif value is not None:
+                raw_values[name] = value
+        for name, raw in raw_values.items():
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = _parse(fields[name], raw) if isinstance(raw, str) else raw
+            except ValueError as err:
+                problems.append(str(err))
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
         if values.get("chatterbox_ckpt_dir") is not None:
             values["chatterbox_ckpt_dir"] = Path(values["chatterbox_ckpt_dir"]).expanduser().resolve()
-        return cls(**values)
+        try:
+            settings = cls(**values)
+        except SettingsError as err:
+            problems += err.problems
+        if problems:  # every problem at once, not one per restart
+            raise SettingsError(problems)
+        return settings
 
 
 # The seed's names, and the usual names of S3 settings; every other field is VOICEQ_<FIELD>.
@@ -179,14 +183,74 @@ _ENV_NAMES = {
 
 def _parse(f: dataclasses.Field, raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    name = _ENV_NAMES.get(f.name, "VOICEQ_" + f.name.upper())
+    name = env_name(f.name)
     try:
         if kind.startswith("int"):
             return int(raw)
         if kind.startswith("float"):
             return float(raw)
         if kind.startswith("bool"):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            word = raw.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise ValueError(f"{name}={raw!r} is not a boolean: use one of {', '.join(_TRUE + _FALSE)}")
+            return word in _TRUE
     except ValueError as err:
+        if kind.startswith("bool"):
+            raise
         raise ValueError(f"{name}={raw!r} is not a valid {kind.split(' ')[0]}") from err
     return raw.strip()
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_name(field_name: str) -> str:
+    return _ENV_NAMES.get(field_name, "VOICEQ_" + field_name.upper())
+
+
+class SettingsError(ValueError):
+    """Settings that voiceq refuses to start with; one line per problem, naming the variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# Lower bounds of numeric settings: (bound, inclusive). A value outside would not fail at once
+# but later and far away (a lease that expires before it is taken, a job that never runs).
+_AT_LEAST: dict[str, tuple[float, bool]] = {
+    "max_speech_tokens": (1, True), "store_timeout_s": (0, False), "lease_s": (0, False),
+    "max_attempts": (1, True), "retry_base_s": (0, True), "retry_max_s": (0, True),
+    "max_batch_size": (1, True), "batch_wait_s": (0, True), "token_budget": (1, True),
+    "poll_interval_s": (0, False), "dev_timeout_s": (0, False), "shutdown_grace_s": (0, True),
+    "max_upload_bytes": (1, True), "min_audio_s": (0, True), "max_audio_s": (0, False),
+    "max_text_chars": (1, True), "max_name_chars": (1, True), "inference_replicas": (1, True),
+    "inference_num_cpus": (0, True), "max_active_jobs": (1, True), "max_active_jobs_per_user": (1, True),
+    "gpu_hourly_price": (0, True),
+    "retention_days": (0, True), "retention_sweep_interval_s": (0, False), "max_active_jobs_per_key": (1, True),
+    "max_jobs_per_day_per_key": (0, True),
+}
+
+
+def settings_problems(settings: Settings) -> list[str]:
+    """Everything wrong with these settings, one line each (pure)."""
+    problems = []
+    if settings.environment not in ENVIRONMENTS:
+        problems.append(f"ENVIRONMENT must be one of {ENVIRONMENTS}, not {settings.environment!r}")
+    if settings.chatterbox_mode not in CHATTERBOX_MODES:
+        problems.append(f"CHATTERBOX_MODE must be one of {CHATTERBOX_MODES}, not {settings.chatterbox_mode!r}")
+    if settings.auth not in ("auto", "required", "off"):
+        problems.append(f"VOICEQ_AUTH must be auto, required or off, not {settings.auth!r}")
+    for name, (bound, inclusive) in _AT_LEAST.items():
+        value = getattr(settings, name)
+        if value < bound or (value == bound and not inclusive):
+            relation = "at least" if inclusive else "more than"
+            problems.append(f"{env_name(name)}={value!r}: must be {relation} {bound:g}")
+    if settings.retry_max_s < settings.retry_base_s:
+        problems.append(f"VOICEQ_RETRY_MAX_S={settings.retry_max_s!r}: must be at least VOICEQ_RETRY_BASE_S "
+                        f"({settings.retry_base_s!r})")
+    if settings.max_audio_s <= settings.min_audio_s:
+        problems.append(f"VOICEQ_MAX_AUDIO_S={settings.max_audio_s!r}: must be more than VOICEQ_MIN_AUDIO_S "
+                        f"({settings.min_audio_s!r})")
+    return problems

@@ -61,3 +61,8 @@ class ToneEngine:
 def tone_engine_factory(settings: Any) -> ToneEngine:
     """For `compose(settings, engine_factory=...)`: Ray imports it by module path on the replica."""
     return ToneEngine(batch_s=0.05, row_s=0.01)
+
+
+def stuck_tone_engine_factory(settings: Any) -> ToneEngine:
+    """An engine whose every batch outlasts any shutdown grace: a batch is always in flight."""
+    return ToneEngine(batch_s=300.0)

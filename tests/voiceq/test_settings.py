@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from voiceq.settings import Settings
+from voiceq.settings import Settings, SettingsError
 
 
 def test_embedded_defaults_when_nothing_is_set(tmp_path: Path) -> None:
@@ -39,3 +39,33 @@ def test_builder_arguments_override_the_environment() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     s = Settings(convex_deploy_key="prod:secret-key")
     assert "secret-key" not in repr(s)
+
+
+@pytest.mark.parametrize("environ, variable", [
+    ({"VOICEQ_AUTOSCALE": "ture"}, "VOICEQ_AUTOSCALE='ture' is not a boolean"),
+    ({"VOICEQ_MAX_ATTEMPTS": "0"}, "VOICEQ_MAX_ATTEMPTS=0: must be at least 1"),
+    ({"VOICEQ_LEASE_S": "-5"}, "VOICEQ_LEASE_S=-5.0: must be more than 0"),
+    ({"VOICEQ_MAX_AUDIO_S": "0.5"}, "VOICEQ_MAX_AUDIO_S=0.5: must be more than VOICEQ_MIN_AUDIO_S"),
+])
+def test_values_that_would_misbehave_later_are_refused_at_start(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(environ)
+    assert [line for line in str(refused.value).splitlines() if line.startswith(variable)]
+
+
+def test_every_problem_is_named_on_its_own_line() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"VOICEQ_AUTOSCALE": "ture", "VOICEQ_MAX_ATTEMPTS": "0", "VOICEQ_LEASE_S": "-5"})
+    lines = str(refused.value).splitlines()
+    assert len(lines) == 3 and len(refused.value.problems) == 3
+    assert {line.split("=")[0] for line in lines} == {"VOICEQ_AUTOSCALE", "VOICEQ_MAX_ATTEMPTS", "VOICEQ_LEASE_S"}
+
+
+@pytest.mark.parametrize("word, value", [("true", True), ("ON", True), ("1", True), ("off", False), ("No", False)])
+def test_booleans_take_the_usual_words(word: str, value: bool) -> None:
+    assert Settings.from_env({"VOICEQ_AUTOSCALE": word}).autoscale is value
+
+
+def test_settings_built_in_code_are_checked_too() -> None:
+    with pytest.raises(SettingsError, match="VOICEQ_MAX_BATCH_SIZE=0"):
+        Settings(max_batch_size=0)
