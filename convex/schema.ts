@@ -1,6 +1,7 @@
 import { defineSchema, defineTable } from "convex/server";
 import { v } from "convex/values";
 import { webhookOutboxTable } from "./model/outboxTable";
+import { erasureFields, voiceFields } from "./model/voices";
 
 // Timestamps are Unix seconds (floats), as the Python service writes them with time.time().
 
@@ -73,7 +74,18 @@ export default defineSchema({
     .index("by_createdAt", ["createdAt"])
     .index("by_userId_createdAt", ["userId", "createdAt"])
     .index("by_userId_status", ["userId", "status", "createdAt"])
-    .index("by_idempotency", ["owner", "userId", "idempotencyKey"]),
+    .index("by_idempotency", ["owner", "userId", "idempotencyKey"])
+    // Per-key quotas: a key's submissions in the last day (convex/keyQuotas.ts).
+    .index("by_owner_createdAt", ["owner", "createdAt"]),
+
+  // The voice library (convex/voices.ts) and the durable records of users' erasures.
+  voices: defineTable(voiceFields)
+    .index("by_voiceId", ["voiceId"])
+    .index("by_userId_owner", ["userId", "owner", "createdAt"])
+    .index("by_jobId", ["jobId"]),
+  voiceErasures: defineTable(erasureFields)
+    .index("by_owner_userId", ["owner", "userId"])
+    .index("by_status", ["status"]),
 
   // Running totals per (scope, status), kept in the same transaction as every job write, so
   // getStats and countActive never scan the jobs table. scope is "*" (all jobs) or "user:<userId>".

@@ -24,6 +24,7 @@ from .client import ConvexClient, Kind
 from .documents import job_from_document, job_to_document, result_to_document, worker_to_document
 from .outbox import ConvexOutbox
 from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, ConvexUnavailable
+from .library import ConvexLibrary
 
 MODULE = "voiceCloneJobs"
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
@@ -34,7 +35,7 @@ MAX_LIST = 1000
 DEPLOY_HINT = "deploy the functions with `npx convex deploy`"
 
 
-class ConvexJobStore(ConvexOutbox):
+class ConvexJobStore(ConvexOutbox, ConvexLibrary):
     def __init__(
         self,
         client: ConvexClient,
@@ -200,7 +201,7 @@ class ConvexJobStore(ConvexOutbox):
         return int(self._call("query", "countActive", {} if user_id is None else {"userId": user_id}))
 
     def stats(self, *, user_id: str | None = None) -> JobStats:
-        s = self._call("query", "getStats", {} if user_id is None else {"userId": user_id})
+        s = self._call("query", "stats", {} if user_id is None else {"userId": user_id})
         by_status = {st.value: int(s["byStatus"].get(st.value, 0)) for st in JobStatus}
         avg = s.get("avgProcessingTime")
         oldest = s.get("oldestPendingCreatedAt")

@@ -16,6 +16,8 @@ from voiceq.jobs import Job, JobStatus
 from voiceq.manager import Submission
 from voiceq.settings import Settings
 from voiceq.store import JobStats
+from voiceq.voice_library import Caller
+from voiceq.voices import Erasure, Voice
 
 from .handles import call
 from .replica_logs import configure_replica_logging
@@ -66,8 +68,25 @@ class ServeBackend:
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]:
         return await call(self.jobs, "list_jobs", status=status, user_id=user_id, limit=limit)
 
-    async def stats(self, user_id: str | None) -> JobStats:
-        return await call(self.jobs, "stats", user_id)
+    async def stats(self, user_id: str | None, owner: str | None = None) -> JobStats:
+        return await call(self.jobs, "stats", user_id, owner)
+
+    # The voice library (serve_app.voice_routes.VoiceBackend).
+
+    async def list_voices(self, user_id: str, *, caller: Caller, limit: int) -> list[Voice]:
+        return await call(self.jobs, "list_voices", user_id, caller=caller, limit=limit)
+
+    async def get_voice(self, voice_id: str, *, caller: Caller) -> Voice:
+        return await call(self.jobs, "get_voice", voice_id, caller=caller)
+
+    async def rename_voice(self, voice_id: str, name: str, *, caller: Caller) -> Voice:
+        return await call(self.jobs, "rename_voice", voice_id, name, caller=caller)
+
+    async def delete_voice(self, voice_id: str, *, caller: Caller) -> Voice:
+        return await call(self.jobs, "delete_voice", voice_id, caller=caller)
+
+    async def erase_user(self, user_id: str, *, caller: Caller) -> Erasure:
+        return await call(self.jobs, "erase_user", user_id, caller=caller)
 
     async def health(self) -> dict[str, Any]:
         pings = await call(self.jobs, "ping")

@@ -43,6 +43,8 @@ class JobManagerDeployment(JobManager):
         self._webhooks = asyncio.get_running_loop().create_task(self.deliver_webhooks_forever(1.0))
         self._fleet = FleetWatch(hourly_price=settings.gpu_hourly_price)
         self._fleet_task = asyncio.get_running_loop().create_task(self._watch_fleet(15.0))
+        # Finishes erasures a restart cut short, and sweeps by VOICEQ_RETENTION_DAYS.
+        self._housekeeping = asyncio.get_running_loop().create_task(self.housekeeping_forever())
 
     async def _watch_fleet(self, interval_s: float) -> None:
         while True:

@@ -41,6 +41,7 @@ from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of
 from .responses import API_PREFIX
 from .health import terse_report
 from .validation import build_submission, check_job_id, check_user_id, read_upload
+from .voice_routes import voice_routes
 
 log = logging.getLogger("voiceq.http")
 
@@ -69,7 +70,7 @@ class Backend(Protocol):
 
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]: ...
 
-    async def stats(self, user_id: str | None) -> JobStats: ...
+    async def stats(self, user_id: str | None, owner: str | None = None) -> JobStats: ...
 
     async def health(self) -> dict[str, Any]: ...
 
@@ -111,7 +112,8 @@ async def clone(request: Request) -> Response:
             # (/health included) keeps answering while it runs.
             submission = await asyncio.to_thread(
                 build_submission, form, audio, settings, owner=owner_of(principal),
-                idempotency_key=request.headers.get("idempotency-key"),
+                idempotency_key=request.headers.get("idempotency-key"), admin=principal.admin,
+                limits=principal.limits,
             )
     except MultiPartException as err:
         raise InvalidInput(f"malformed multipart body: {err.message}") from err
@@ -198,11 +200,12 @@ async def list_jobs(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     backend = _backend(request)
-    _principal(request)
+    principal = _principal(request)
     user_id = request.query_params.get("user_id") or request.query_params.get("userId")
     if user_id is not None:
         check_user_id(user_id)
-    result = await backend.stats(user_id)
+    # A key sees its own users only; admin keys (and development without keys) everything.
+    result = await backend.stats(user_id, owner=None if principal.admin else owner_of(principal))
     return JSONResponse(responses.stats_body(result, gpu_hourly_price=backend.settings.gpu_hourly_price))
 
 
@@ -323,6 +326,7 @@ def create_http_app(backend: Backend) -> Starlette:
         Route(f"{API_PREFIX}/jobs/{{job_id}}", cancel_job, methods=["DELETE"]),
         Route("/health", live, methods=["GET"]),
         Route("/ready", health, methods=["GET"]),
+        *voice_routes(),
     ]
     # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything
     # else is a bug, answered with a 500 and re-raised so it is logged with its traceback.

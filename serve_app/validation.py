@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import unicodedata
 from typing import Any, Mapping
 
@@ -16,8 +17,11 @@ from voiceq.audio import decode_upload, to_wav
 from voiceq.errors import InvalidInput
 from voiceq.jobs import is_job_id, is_voice_id
 from voiceq.manager import Submission
+from voiceq.quotas import UNLIMITED, KeyLimits, check_priority
 from voiceq.settings import Settings
 from voiceq.webhooks import check_callback_url
+
+from .voice_validation import parse_consent
 
 DEFAULT_SAMPLE_TEXT = "Hello, this is my cloned voice."
 MAX_USER_ID_CHARS = 128
@@ -123,6 +127,9 @@ def build_submission(
     *,
     owner: str | None = None,
     idempotency_key: str | None = None,
+    admin: bool = False,
+    now: float | None = None,
+    limits: KeyLimits = UNLIMITED,
 ) -> Submission:
     """Validate every field and decode the audio; raises `InvalidInput` on the first problem."""
     user_id = check_user_id(_text_field(form, "user_id", required=True, max_chars=MAX_USER_ID_CHARS) or "")
@@ -139,6 +146,7 @@ def build_submission(
     if voice_id is None and audio is None:
         raise InvalidInput("audio_file is required (or voice_id of a voice cloned before)", field="audio_file")
     params = generation_params(form)
+    consent = parse_consent(form, settings, cloning=voice_id is None, now=time.time() if now is None else now)
     priority_raw = _text_field(form, "priority", required=False, max_chars=8)
     priority = 0
     if priority_raw is not None:
@@ -148,6 +156,7 @@ def build_submission(
             raise InvalidInput("priority must be an integer from -10 to 10", field="priority") from None
         if not -10 <= priority <= 10:
             raise InvalidInput("priority must be an integer from -10 to 10", field="priority")
+        check_priority(priority, limits)
     callback_url = _text_field(form, "callback_url", required=False, max_chars=2048)
     if callback_url is not None:
         if not re.match(r"^https?://[^\s/$.?#][^\s]*$", callback_url):
@@ -180,4 +189,7 @@ def build_submission(
         owner=owner,
         callback_url=callback_url,
         params=params,
+        admin=admin,
+        consent=consent,
+        limits=limits,
     )

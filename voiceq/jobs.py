@@ -96,6 +96,8 @@ class JobResult:
     # processing_time is what the user waited; gpu_seconds is what the job cost, so batched
     # jobs are not billed once each for the same pass.
     gpu_seconds: float = 0.0
+    # The models the voice was prepared for (recorded with a new voice; not part of the job).
+    models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ from .settings import Settings
 from .storage import BlobStorage, upload_key, voice_key
 from .outbox import OutboxEntry, WebhookOutbox, after_attempt
 from .store import JobStats, JobStore
+from .voice_library import Caller, VoiceLibraryManager
+from .voices import Consent
+from .quotas import KeyLimits, check_key_load
 
 log = logging.getLogger("voiceq.manager")
 T = TypeVar("T")
@@ -57,18 +60,23 @@ class Submission:
     # What the request asked for (serve_app/validation.py request_fingerprint): an Idempotency-Key reused with a
     # different request is refused instead of replaying the first job.
     request_hash: str | None = None
+    admin: bool = False  # the submitting key is an admin key (may use any voice)
+    consent: Consent | None = None
+    limits: KeyLimits | None = None  # the submitting key's quotas (None: keys are off)
 
 
-def _extra(sub: Submission) -> dict[str, Any] | None:
+def _job_extra(sub: Submission) -> dict[str, Any] | None:
     extra: dict[str, Any] = {}
     if sub.params:
         extra["params"] = dict(sub.params)
+    if sub.consent is not None:
+        extra["consent"] = sub.consent.to_dict()  # becomes the voice's, once it is cloned
     if sub.request_hash and sub.idempotency_key:
         extra["request_hash"] = sub.request_hash
     return extra or None
 
 
-class JobManager:
+class JobManager(VoiceLibraryManager):
     def __init__(
         self,
         store: JobStore,
@@ -98,9 +106,13 @@ class JobManager:
         """Store the upload, then the job record. If the record cannot be written the upload
         is removed again, so a failed submission leaves nothing behind."""
         await self.check_capacity(sub.user_id)
+        if sub.owner is not None and sub.limits is not None:
+            await self.check_key_capacity(sub.owner, sub.limits)
         job_id = new_job_id()
         audio_key = ""
         if sub.voice_id is not None:
+            # Another key's voice answers exactly like one that does not exist.
+            await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
             if not await self._call(self.storage.exists, voice_key(sub.voice_id)):
                 raise VoiceNotFound(sub.voice_id)
         else:
@@ -119,7 +131,7 @@ class JobManager:
             idempotency_key=sub.idempotency_key,
             owner=sub.owner,
             callback_url=sub.callback_url,
-            extra=_extra(sub),
+            extra=_job_extra(sub),
         )
         if sub.voice_id is not None:
             job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
@@ -164,6 +176,12 @@ class JobManager:
                 retry_after_s=10, per_user=True,
             )
 
+    async def check_key_capacity(self, owner: str, limits: KeyLimits) -> None:
+        """Per-key quotas: a client rotating user_id still cannot fill the queue."""
+        active = await self._call(self.store.count_key_jobs, owner=owner)
+        today = await self._call(self.store.count_key_jobs, owner=owner, since=self.clock() - 86_400.0)
+        check_key_load(key=owner, active=active, today=today, limits=limits, settings=self.settings)
+
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job:
@@ -177,7 +195,10 @@ class JobManager:
             self.store.list_jobs, status=JobStatus(status) if status else None, user_id=user_id, limit=limit
         )
 
-    async def stats(self, user_id: str | None = None) -> JobStats:
+    async def stats(self, user_id: str | None = None, owner: str | None = None) -> JobStats:
+        """Everyone's totals (or one user's); with `owner`, only that key's jobs."""
+        if owner is not None:
+            return await self._call(self.store.key_stats, owner=owner, user_id=user_id)
         return await self._call(self.store.stats, user_id=user_id)
 
     async def queue_snapshot(self) -> JobStats:
@@ -241,9 +262,13 @@ class JobManager:
 
     async def complete(self, job_id: str, *, lease_id: str, result: JobResult) -> Job:
         now = self.clock()
+        # The voice is recorded before the job completes: a completed clone always has its
+        # voice's record (and owner), so reusing it is never refused for want of one.
+        voice = await self.record_new_voice(job_id, result)
         try:
             job = await self._call(self.store.complete, job_id, lease_id=lease_id, result=result, now=now)
         except StaleLease:
+            await self.forget_voice_record(voice)
             log.warning("job=%s event=stale lease=%s: result of a late worker discarded", job_id, lease_id)
             raise
         if job.updated_at != now:  # a retried call whose first reply was lost: already recorded

@@ -270,6 +270,7 @@ class Worker:
                     audio_seconds=outcome.audio_seconds,
                     processing_time=round(elapsed, 3),
                     gpu_seconds=round(share, 3),
+                    models=(self.engine.info.name,),
                 )
                 await self._record(lambda: self.jobs.complete(job.job_id, lease_id=lease, result=result))
             except StaleLease:

@@ -9,6 +9,7 @@ It needs `npm ci` to have been run at the repository root (Node 20+).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -27,6 +28,15 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "tests" / "fakes" / "convex_standin" / "server.ts"
 TSX = REPO / "node_modules" / ".bin" / "tsx"
+
+
+def user_token(claims: dict) -> str:
+    """An unsigned JWT carrying these claims (`sub` is the user), for a frontend's identity
+    against the stand-in, which decodes but does not verify tokens."""
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 class StandinError(RuntimeError):

@@ -20,6 +20,7 @@ from ..errors import JobNotFound, StoreUnavailable
 from ..jobs import Job, JobResult, JobStatus, RetryPolicy, WorkerInfo
 from ..private_files import private_dir, private_file
 from .base import JobStats
+from .sqlite_library import LIBRARY_SCHEMA, SQLiteLibrary
 from .sqlite_outbox import OUTBOX_SCHEMA, SQLiteOutbox, enqueue_webhook
 
 _SCHEMA = """
@@ -46,7 +47,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency
 _ACTIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
 
 
-class SQLiteJobStore(SQLiteOutbox):
+class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
     def __init__(
         self,
         path: str | Path,
@@ -63,8 +64,7 @@ class SQLiteJobStore(SQLiteOutbox):
         private_file(self.path)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            conn.executescript(OUTBOX_SCHEMA)
+            conn.executescript(_SCHEMA + LIBRARY_SCHEMA + OUTBOX_SCHEMA)
 
     # --- connections ------------------------------------------------------------------
 

@@ -12,7 +12,8 @@
 //     4xx/5xx {"code": "...", "message": "..."} for everything else (bad key, bad request)
 //
 // Auth: `Authorization: Convex <admin key>` may call internal functions; no header or a
-// `Bearer` token only public ones. Started with CONVEX_STANDIN_ADMIN_KEY set, any other admin
+// `Bearer <jwt>` only public ones, the latter as the user the token's claims name (not
+// verified: see identityOf). Started with CONVEX_STANDIN_ADMIN_KEY set, any other admin
 // key is refused with 401.
 //
 // Test controls (not part of Convex's API): POST /_standin/reset empties the database;
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
       }
       return true;
     }
-    if (header.startsWith("Bearer ")) return false; // a user's JWT: public functions only
+    if (header.startsWith("Bearer ")) return false; // a user's JWT: public functions only, as that user
     throw new HttpError(401, "BadAuthHeader", "Authorization header must be 'Convex <key>' or 'Bearer <token>'");
   }
 
@@ -139,8 +140,30 @@ async function main(): Promise<void> {
     }
   }
 
+  // A user's identity from `Authorization: Bearer <jwt>`. A deployment checks the token's
+  // signature against the provider in auth.config.ts; the stand-in only decodes its claims
+  // (tests make unsigned tokens), then maps them the way Convex does (sub -> subject).
+  function identityOf(req: IncomingMessage): Record<string, unknown> | null {
+    const header = req.headers.authorization;
+    if (header === undefined || !header.startsWith("Bearer ")) return null;
+    const parts = header.slice("Bearer ".length).trim().split(".");
+    let claims: Record<string, unknown>;
+    try {
+      claims = JSON.parse(Buffer.from(parts[1] ?? "", "base64url").toString("utf8"));
+    } catch {
+      throw new HttpError(401, "InvalidAuthHeader", "Could not parse the JWT in the Authorization header");
+    }
+    const { sub, iss, ...rest } = claims;
+    if (typeof sub !== "string") {
+      throw new HttpError(401, "InvalidAuthHeader", "The JWT has no subject (sub)");
+    }
+    const issuer = typeof iss === "string" ? iss : "https://standin.invalid";
+    return { ...rest, subject: sub, issuer, tokenIdentifier: `${issuer}|${sub}` };
+  }
+
   async function call(kind: Kind, req: IncomingMessage): Promise<[number, unknown]> {
     const admin = callerIsAdmin(req);
+    const identity = identityOf(req);
     let body: { path?: unknown; args?: unknown; format?: unknown };
     try {
       body = JSON.parse(await readBody(req));
@@ -167,12 +190,13 @@ async function main(): Promise<void> {
       await resolveFunction(body.path, kind, admin);
       const args = jsonToConvex(rawArgs as any) as Record<string, Value>;
       const ref = makeFunctionReference<any>(body.path) as any;
+      const caller = identity === null ? backend : backend.withIdentity(identity as Parameters<typeof backend.withIdentity>[0]);
       const value =
         kind === "query"
-          ? await backend.query(ref, args)
+          ? await caller.query(ref, args)
           : kind === "mutation"
-            ? await backend.mutation(ref, args)
-            : await backend.action(ref, args);
+            ? await caller.mutation(ref, args)
+            : await caller.action(ref, args);
       if (faulty && faults.after) {
         faults.count -= 1;
         throw new HttpError(faults.status, "InjectedFault", `injected fault after the call ran (HTTP ${faults.status})`);
