@@ -17,6 +17,14 @@ callback (VOICEQ_WEBHOOK_ALLOW_PRIVATE=1); `--start-app` sets both. Without them
 deployments) on a local Ray cluster, in production mode, with a stand-in engine of fixed service
 time injected through the app builder: a real model costs about a minute per job on a CPU.
 Last line: `lost=<n> duplicated=<n> server_errors=<n>`.
+
+`--chaos` (with `--start-app`) SIGKILLs an inference replica once a third of the jobs are in and
+the bookkeeping replica at two thirds. Clients then do what a careful client does: every
+submission carries an Idempotency-Key, and a 503 with Retry-After (or a dropped connection) is
+retried after that delay with the same key. A 503 with Retry-After whose retry then succeeds is
+not a server error; any other 5xx, or a request that never succeeds, is. Webhooks are counted per
+`webhook-id` (delivery is at least once: a redelivery of the same id is not a duplicate; two
+completion webhooks with different ids for one job are).
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ API = "/api/public/voice/onboarding"
 FINAL = ("completed", "failed", "cancelled")
 
 
+RETRIES = 30
+
+
 @dataclass
 class Tally:
     submit_latencies: list[float] = field(default_factory=list)
@@ -51,6 +62,31 @@ class Tally:
     accepted: list[str] = field(default_factory=list)
     refused: int = 0
     final: dict[str, str] = field(default_factory=dict)
+    retried_503: int = 0
+    server_errors: int = 0
+
+
+async def send(tally: Tally, request: Any) -> httpx.Response | None:
+    """One logical request: retried after a 503 with Retry-After or a dropped connection (what a
+    client does while a deployment restarts). Counts a server error for any other 5xx, or when
+    the retries run out."""
+    for _ in range(RETRIES):
+        try:
+            r = await request()
+        except httpx.HTTPError as err:
+            tally.codes[f"error:{type(err).__name__}"] += 1
+            await asyncio.sleep(1.0)
+            continue
+        tally.codes[r.status_code] += 1
+        if r.status_code == 503 and "retry-after" in r.headers:
+            tally.retried_503 += 1
+            await asyncio.sleep(min(5.0, float(r.headers["retry-after"])))
+            continue
+        if r.status_code >= 500:
+            tally.server_errors += 1
+        return r
+    tally.server_errors += 1
+    return None
 
 
 def percentiles(values: list[float]) -> str:
@@ -70,15 +106,15 @@ async def client_loop(i: int, n: int, http: httpx.AsyncClient, audio: bytes, tal
         data = {"user_id": f"load-user-{i}", "voice_name": f"voice {i}-{k}", "sample_text": "Load test sentence."}
         if callback_url:
             data["callback_url"] = callback_url
+        # The same key on every retry of this submission: a retry after a lost reply returns
+        # the job that was created instead of creating another.
+        keyed = {**headers, "Idempotency-Key": f"load-{i}-{k}"}
         started = time.perf_counter()
-        try:
-            r = await http.post(f"{API}/clone", data=data, files={"audio_file": ("v.wav", audio, "audio/wav")},
-                                headers=headers)
-        except httpx.HTTPError as err:
-            tally.codes[f"error:{type(err).__name__}"] += 1
+        r = await send(tally, lambda: http.post(f"{API}/clone", data=data,
+                                                files={"audio_file": ("v.wav", audio, "audio/wav")}, headers=keyed))
+        if r is None:
             continue
         tally.submit_latencies.append(time.perf_counter() - started)
-        tally.codes[r.status_code] += 1
         if r.status_code in (200, 202):
             tally.accepted.append(r.json()["jobId"])
         else:
@@ -94,13 +130,10 @@ async def poll_until_final(http: httpx.AsyncClient, tally: Tally, headers: dict[
     async def check(job_id: str) -> None:
         async with gate:
             started = time.perf_counter()
-            try:
-                r = await http.get(f"{API}/jobs/{job_id}/status", headers=headers)
-            except httpx.HTTPError as err:
-                tally.codes[f"error:{type(err).__name__}"] += 1
+            r = await send(tally, lambda: http.get(f"{API}/jobs/{job_id}/status", headers=headers))
+            if r is None:
                 return
             tally.status_latencies.append(time.perf_counter() - started)
-            tally.codes[r.status_code] += 1
             if r.status_code == 200 and r.json()["status"] in FINAL:
                 tally.final[job_id] = r.json()["status"]
             elif r.status_code == 404:
@@ -114,10 +147,11 @@ async def poll_until_final(http: httpx.AsyncClient, tally: Tally, headers: dict[
 
 
 class Receiver:
-    """Counts webhook calls per job and outcome."""
+    """Counts webhook calls per job and outcome, and the distinct webhook ids of each."""
 
     def __init__(self) -> None:
         self.calls: dict[str, Counter] = defaultdict(Counter)
+        self.ids: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.server: Any = None
         self.url = ""
 
@@ -125,13 +159,16 @@ class Receiver:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
+                length, webhook_id = 0, ""
                 for line in head.decode("latin-1").split("\r\n"):
                     if line.lower().startswith("content-length:"):
                         length = int(line.split(":", 1)[1])
+                    if line.lower().startswith("webhook-id:"):
+                        webhook_id = line.split(":", 1)[1].strip()
                 body = await reader.readexactly(length)
                 event = json.loads(body)
                 self.calls[event["data"]["jobId"]][event["data"]["status"]] += 1
+                self.ids[event["data"]["jobId"]][event["data"]["status"]].add(webhook_id)
                 writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
                 await writer.drain()
             except (asyncio.IncompleteReadError, ValueError, KeyError):
@@ -146,6 +183,30 @@ class Receiver:
     async def stop(self) -> None:
         self.server.close()
         await self.server.wait_closed()
+
+
+def kill_replica(deployment: str) -> int:
+    """SIGKILL one replica of `deployment` (this process is the app's Ray driver)."""
+    import os
+    import signal
+
+    from ray import serve
+
+    pid = serve.get_deployment_handle(deployment, app_name="voiceq").describe.remote().result(timeout_s=30)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+async def chaos(tally: Tally, jobs: int) -> list[str]:
+    """Kill an inference replica at a third of the submissions, bookkeeping at two thirds."""
+    done: list[str] = []
+    for fraction, deployment in ((1 / 3, "VoiceCloneInference"), (2 / 3, "JobManager")):
+        while len(tally.accepted) < jobs * fraction:
+            await asyncio.sleep(0.05)
+        pid = await asyncio.to_thread(kill_replica, deployment)
+        done.append(f"SIGKILLed {deployment} pid {pid} after {len(tally.accepted)} accepted jobs")
+        print(done[-1], flush=True)
+    return done
 
 
 def start_app(args: argparse.Namespace) -> tuple[str, Any]:
@@ -166,7 +227,8 @@ def start_app(args: argparse.Namespace) -> tuple[str, Any]:
     settings = Settings(
         environment="production", data_dir=data_dir, auth="off", webhook_secret="load-test-secret",
         webhook_allow_private=True, max_batch_size=args.batch, inference_replicas=args.replicas,
-        poll_interval_s=0.2, lease_s=30.0, max_active_jobs=100_000, max_active_jobs_per_user=10_000,
+        poll_interval_s=0.2, lease_s=10.0 if args.chaos else 30.0, max_active_jobs=100_000,
+        max_active_jobs_per_user=10_000,
         inference_num_cpus=0.5,
     )
     serve.run(compose(settings, engine_factory=tone_engine_factory), name="voiceq", route_prefix="/")
@@ -189,23 +251,35 @@ async def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=args.api_url, timeout=120, limits=limits) as http:
         share = [args.jobs // args.clients + (1 if i < args.jobs % args.clients else 0) for i in range(args.clients)]
+        killer = asyncio.create_task(chaos(tally, args.jobs)) if args.chaos else None
         await asyncio.gather(*(client_loop(i, n, http, audio, tally, headers, receiver.url if receiver else None)
                                for i, n in enumerate(share)))
+        if killer is not None:
+            await killer
         submitted_s = time.perf_counter() - started
         await poll_until_final(http, tally, headers, args.timeout, concurrency=args.clients)
     total_s = time.perf_counter() - started
     if receiver:
-        await asyncio.sleep(2.0)  # the last webhooks are in flight
+        # The last webhooks are in flight (after a bookkeeping restart, from the outbox).
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and any(
+                s in FINAL and not receiver.ids[j][s] for j, s in tally.final.items()):
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(2.0)
         await receiver.stop()
 
     outcomes = Counter(tally.final.values())
     lost = sum(1 for j in tally.accepted if tally.final.get(j, "lost") == "lost")
-    server_errors = sum(n for code, n in tally.codes.items() if isinstance(code, int) and code >= 500)
+    server_errors = tally.server_errors
+    redelivered = 0
     if receiver:
-        duplicated = sum(1 for counts in receiver.calls.values() if counts["completed"] > 1)
-        duplicated += sum(1 for j, s in tally.final.items() if s != "completed" and receiver.calls[j]["completed"])
+        # A job completed twice shows as two completion webhooks with different ids.
+        duplicated = sum(1 for ids in receiver.ids.values() if len(ids["completed"]) > 1)
+        duplicated += sum(1 for j, s in tally.final.items() if s != "completed" and receiver.ids[j]["completed"])
         dup_text = str(duplicated)
-        missing_hooks = sum(1 for j, s in tally.final.items() if s in FINAL and not receiver.calls[j][s])
+        missing_hooks = sum(1 for j, s in tally.final.items() if s in FINAL and not receiver.ids[j][s])
+        redelivered = sum(sum(receiver.calls[j].values()) - sum(len(v) for v in receiver.ids[j].values())
+                          for j in receiver.calls)
     else:
         dup_text, missing_hooks = "unknown", 0
 
@@ -216,10 +290,11 @@ async def run(args: argparse.Namespace) -> int:
     print(f"throughput: {outcomes['completed'] / total_s:.1f} completed jobs/s")
     print(f"submit latency: {percentiles(tally.submit_latencies)}")
     print(f"status latency: {percentiles(tally.status_latencies)} over {len(tally.status_latencies)} polls")
-    print(f"responses: {dict(sorted(((str(k), v) for k, v in tally.codes.items())))}")
+    print(f"responses: {dict(sorted(((str(k), v) for k, v in tally.codes.items())))} "
+          f"(503 with Retry-After, retried: {tally.retried_503})")
     if receiver:
         print(f"webhooks: {sum(sum(c.values()) for c in receiver.calls.values())} received, "
-              f"{missing_hooks} final jobs without one")
+              f"{redelivered} redeliveries of an id already received, {missing_hooks} final jobs without one")
     print(f"lost={lost} duplicated={dup_text} server_errors={server_errors}")
     return 0 if lost == 0 and server_errors == 0 and dup_text in ("0", "unknown") else 1
 
@@ -235,7 +310,11 @@ def main() -> int:
     parser.add_argument("--start-app", action="store_true", help="start the app with a fixed-cost stand-in engine")
     parser.add_argument("--replicas", type=int, default=2, help="inference replicas (--start-app)")
     parser.add_argument("--batch", type=int, default=16, help="max batch size (--start-app)")
+    parser.add_argument("--chaos", action="store_true",
+                        help="SIGKILL an inference replica and the bookkeeping replica mid-run (--start-app)")
     args = parser.parse_args()
+    if args.chaos and not args.start_app:
+        parser.error("--chaos kills replicas of the app it started: use it with --start-app")
     shutdown = None
     if args.start_app:
         args.api_url, shutdown = start_app(args)

@@ -1,5 +1,7 @@
 import { defineSchema, defineTable } from "convex/server";
 import { v } from "convex/values";
+import { webhookOutboxTable } from "./model/outboxTable";
+import { erasureFields, voiceFields } from "./model/voices";
 
 // Timestamps are Unix seconds (floats), as the Python service writes them with time.time().
 
@@ -56,6 +58,8 @@ export const jobFields = {
   owner: v.optional(v.string()),
   callbackUrl: v.optional(v.string()),
   extra: v.optional(v.record(v.string(), v.any())),
+  // The lease under which the last complete/fail was recorded (voiceq/jobs.py last_lease_id).
+  lastLeaseId: v.optional(v.string()),
   // The Chatterbox family (voiceq/models.py): absent on older jobs, which read as
   // model "chatterbox", kind "clone".
   model: v.optional(v.string()),
@@ -75,7 +79,18 @@ export default defineSchema({
     .index("by_createdAt", ["createdAt"])
     .index("by_userId_createdAt", ["userId", "createdAt"])
     .index("by_userId_status", ["userId", "status", "createdAt"])
-    .index("by_idempotency", ["owner", "userId", "idempotencyKey"]),
+    .index("by_idempotency", ["owner", "userId", "idempotencyKey"])
+    // Per-key quotas: a key's submissions in the last day (convex/keyQuotas.ts).
+    .index("by_owner_createdAt", ["owner", "createdAt"]),
+
+  // The voice library (convex/voices.ts) and the durable records of users' erasures.
+  voices: defineTable(voiceFields)
+    .index("by_voiceId", ["voiceId"])
+    .index("by_userId_owner", ["userId", "owner", "createdAt"])
+    .index("by_jobId", ["jobId"]),
+  voiceErasures: defineTable(erasureFields)
+    .index("by_owner_userId", ["owner", "userId"])
+    .index("by_status", ["status"]),
 
   // Running totals per (scope, status), kept in the same transaction as every job write, so
   // getStats and countActive never scan the jobs table. scope is "*" (all jobs) or "user:<userId>".
@@ -90,4 +105,7 @@ export default defineSchema({
     // them). Optional: rows written before it existed read as 0.
     gpuSeconds: v.optional(v.number()),
   }).index("by_scope_status", ["scope", "status"]),
+
+  // Webhooks owed to jobs' callback URLs (convex/webhookOutbox.ts).
+  webhookOutbox: webhookOutboxTable,
 });

@@ -15,6 +15,8 @@ import type { Doc } from "./_generated/dataModel";
 import { internalMutation, internalQuery, query } from "./_generated/server";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
 import { ALL_SCOPE, modelScope, readCounts, recordTransition, userScope } from "./model/counts";
+import { enqueueWebhook } from "./model/outbox";
+import { sees, viewerOf } from "./model/identity";
 import * as t from "./model/transitions";
 import { jobObject, jobResult, retryPolicy } from "./model/transitions";
 import { jobStatus, workerInfo } from "./schema";
@@ -22,7 +24,7 @@ import type { Job, JobStatus } from "./model/transitions";
 
 // Bumped when the functions' arguments or results change; the Python store checks it on ping
 // so an outdated deployment is reported as "run npx convex deploy" rather than odd failures.
-const FUNCTIONS_VERSION = 3;
+const FUNCTIONS_VERSION = 4;
 
 // voiceq/models.py's names; a job without a model is an English one.
 const MODELS = ["chatterbox", "chatterbox-turbo", "chatterbox-multilingual"];
@@ -53,6 +55,7 @@ async function loadDoc(ctx: QueryCtx, jobId: string): Promise<Doc<"voiceCloneJob
 async function write(ctx: MutationCtx, doc: Doc<"voiceCloneJobs">, next: Job): Promise<Job> {
   await ctx.db.replace(doc._id, next);
   await recordTransition(ctx, toJob(doc), next);
+  await enqueueWebhook(ctx, toJob(doc), next);
   return next;
 }
 
@@ -107,12 +110,21 @@ function publicView(job: Job) {
 }
 
 // --- the seed's public queries ------------------------------------------------------------
+//
+// Private views: each checks the caller's identity (model/identity.ts). A signed-in user sees
+// only their own jobs; an anonymous caller sees nothing; the queue and global totals are for
+// operators (an admin identity) only. The voiceq service reads through the internal functions
+// below with its deploy key.
 
-/** Pending jobs in the order they were submitted. */
+/** Pending jobs in the order they were submitted: an operator's view of the queue. */
 export const getPendingJobs = query({
   args: { limit: v.optional(v.number()) },
   handler: async (ctx, args) => {
     const limit = checkLimit("limit", args.limit ?? 10, MAX_LIST);
+    const viewer = await viewerOf(ctx);
+    if (viewer === null || !viewer.admin) {
+      return [];
+    }
     const docs = await ctx.db
       .query("voiceCloneJobs")
       .withIndex("by_status_createdAt", (q) => q.eq("status", "pending"))
@@ -122,68 +134,91 @@ export const getPendingJobs = query({
   },
 });
 
-/** A user's jobs, newest first. */
+/** The caller's jobs, newest first (`userId` may be left out; an operator may name anyone). */
 export const getUserJobs = query({
-  args: { userId: v.string(), limit: v.optional(v.number()) },
+  args: { userId: v.optional(v.string()), limit: v.optional(v.number()) },
   handler: async (ctx, args) => {
     const limit = checkLimit("limit", args.limit ?? 50, MAX_LIST);
+    const viewer = await viewerOf(ctx);
+    const userId = args.userId ?? viewer?.userId;
+    if (viewer === null || userId === undefined || (!viewer.admin && userId !== viewer.userId)) {
+      return [];
+    }
     const docs = await ctx.db
       .query("voiceCloneJobs")
-      .withIndex("by_userId_createdAt", (q) => q.eq("userId", args.userId))
+      .withIndex("by_userId_createdAt", (q) => q.eq("userId", userId))
       .order("desc")
-      .take(limit);
-    return docs.map((d) => publicView(toJob(d)));
+      .take(viewer.admin || viewer.owner === undefined ? limit : MAX_LIST);
+    return docs
+      .filter((d) => sees(viewer, d))
+      .slice(0, limit)
+      .map((d) => publicView(toJob(d)));
   },
 });
 
-/** One job's status, for a frontend that subscribes to it. Job ids are unguessable UUIDs. */
+/** One of the caller's jobs, for a frontend that subscribes to it; null for anyone else's. */
 export const getJobStatus = query({
   args: { jobId: v.string() },
   handler: async (ctx, args) => {
     const doc = await loadDoc(ctx, args.jobId);
-    return doc === null ? null : publicView(toJob(doc));
+    return doc === null || !sees(await viewerOf(ctx), doc) ? null : publicView(toJob(doc));
+  },
+});
+
+/** The caller's totals (an operator's: everyone's, or one user's); null without an identity. */
+export const getStats = query({
+  args: { userId: v.optional(v.string()) },
+  handler: async (ctx, args) => {
+    const viewer = await viewerOf(ctx);
+    if (viewer === null) {
+      return null;
+    }
+    if (viewer.admin) {
+      return await statsFor(ctx, args.userId);
+    }
+    if (args.userId !== undefined && args.userId !== viewer.userId) {
+      return null;
+    }
+    return await statsFor(ctx, viewer.userId);
   },
 });
 
 /** Totals by status, processing time and GPU time, for everyone or for one user. */
-export const getStats = query({
-  args: { userId: v.optional(v.string()) },
-  handler: async (ctx, args) => {
-    const counts = await readCounts(ctx, args.userId === undefined ? ALL_SCOPE : userScope(args.userId));
-    const byStatus = Object.fromEntries(STATUSES.map((s) => [s, counts.get(s)?.count ?? 0])) as Record<
-      JobStatus,
-      number
-    >;
-    const completed = counts.get("completed");
-    // GPU time spent: each job's share of its engine pass, so a batch counts its pass once.
-    const totalGpuSeconds = (completed?.gpuSeconds ?? 0) + (counts.get("failed")?.gpuSeconds ?? 0);
-    const oldestPending =
-      args.userId === undefined
-        ? await ctx.db
-            .query("voiceCloneJobs")
-            .withIndex("by_status_createdAt", (q) => q.eq("status", "pending"))
-            .order("asc")
-            .first()
-        : await ctx.db
-            .query("voiceCloneJobs")
-            .withIndex("by_userId_status", (q) => q.eq("userId", args.userId!).eq("status", "pending"))
-            .order("asc")
-            .first();
-    return {
-      userId: args.userId ?? null,
-      total: STATUSES.reduce((sum, s) => sum + byStatus[s], 0),
-      byStatus,
-      ...byStatus,
-      avgProcessingTime: completed && completed.count > 0 ? completed.processingTime / completed.count : null,
-      totalProcessingTime: completed?.processingTime ?? 0,
-      audioSecondsGenerated: completed?.resultSeconds ?? 0,
-      totalGpuSeconds,
-      oldestPendingCreatedAt: oldestPending?.createdAt ?? null,
-      // Over all users only: per-model totals are kept for the whole queue.
-      byModel: args.userId === undefined ? await modelTotals(ctx) : {},
-    };
-  },
-});
+async function statsFor(ctx: QueryCtx, userId: string | undefined) {
+  const counts = await readCounts(ctx, userId === undefined ? ALL_SCOPE : userScope(userId));
+  const byStatus = Object.fromEntries(STATUSES.map((s) => [s, counts.get(s)?.count ?? 0])) as Record<
+    JobStatus,
+    number
+  >;
+  const completed = counts.get("completed");
+  // GPU time spent: each job's share of its engine pass, so a batch counts its pass once.
+  const totalGpuSeconds = (completed?.gpuSeconds ?? 0) + (counts.get("failed")?.gpuSeconds ?? 0);
+  const oldestPending =
+    userId === undefined
+      ? await ctx.db
+          .query("voiceCloneJobs")
+          .withIndex("by_status_createdAt", (q) => q.eq("status", "pending"))
+          .order("asc")
+          .first()
+      : await ctx.db
+          .query("voiceCloneJobs")
+          .withIndex("by_userId_status", (q) => q.eq("userId", userId).eq("status", "pending"))
+          .order("asc")
+          .first();
+  return {
+    userId: userId ?? null,
+    total: STATUSES.reduce((sum, s) => sum + byStatus[s], 0),
+    byStatus,
+    ...byStatus,
+    avgProcessingTime: completed && completed.count > 0 ? completed.processingTime / completed.count : null,
+    totalProcessingTime: completed?.processingTime ?? 0,
+    audioSecondsGenerated: completed?.resultSeconds ?? 0,
+    totalGpuSeconds,
+    oldestPendingCreatedAt: oldestPending?.createdAt ?? null,
+    // Over all users only: per-model totals are kept for the whole queue.
+    byModel: userId === undefined ? await modelTotals(ctx) : {},
+  };
+}
 
 async function modelTotals(ctx: QueryCtx) {
   const out: Record<string, Record<string, number | null>> = {};
@@ -211,6 +246,12 @@ async function modelTotals(ctx: QueryCtx) {
 }
 
 // --- the job store's functions (internal: deploy key only) ---------------------------------
+
+/** getStats for the voiceq service (deploy key): everyone's totals, or one user's. */
+export const stats = internalQuery({
+  args: { userId: v.optional(v.string()) },
+  handler: async (ctx, args) => await statsFor(ctx, args.userId),
+});
 
 export const ping = internalQuery({
   args: {},

@@ -3,7 +3,7 @@
 // totals are kept per model (stats and cost by model, each model's queue for scaling).
 import { convexTest } from "convex-test";
 import { expect, test } from "vitest";
-import { api, internal } from "./_generated/api";
+import { internal } from "./_generated/api";
 import type { Job } from "./model/transitions";
 import schema from "./schema";
 
@@ -50,7 +50,7 @@ test("a model's claim takes only its model's jobs; jobs without a model are Engl
   expect(turboJobs.map((j: Job) => j.jobId)).toEqual([turbo.jobId]);
   const english = await claim("chatterbox");
   expect(english.map((j: Job) => j.jobId)).toEqual([legacy.jobId]);
-  const stats = await t.query(api.voiceCloneJobs.getStats, {});
+  const stats = await t.query(internal.voiceCloneJobs.stats, {});
   expect(stats.byModel["chatterbox-multilingual"].pending).toBe(1);
   expect(stats.byModel["chatterbox-multilingual"].oldest_pending_created_at).toBe(french.createdAt);
   expect(stats.byModel["chatterbox-turbo"].processing).toBe(1);
@@ -61,7 +61,7 @@ test("a model's claim takes only its model's jobs; jobs without a model are Engl
               resultKey: "results/r.mp3", speechTokens: 50, audioSeconds: 2.0, processingTime: 3, gpuSeconds: 1.5 },
   });
   expect(done.status).toBe("completed");
-  const after = await t.query(api.voiceCloneJobs.getStats, {});
+  const after = await t.query(internal.voiceCloneJobs.stats, {});
   expect(after.byModel["chatterbox-turbo"]).toMatchObject({ completed: 1, processing: 0, audio_seconds: 2.0,
                                                             gpu_seconds: 1.5 });
 });

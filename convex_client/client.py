@@ -1,7 +1,7 @@
 """A small client for Convex's HTTP API (https://docs.convex.dev/http-api), on httpx.
 
     client = ConvexClient("https://happy-otter-123.convex.cloud", deploy_key=...)
-    client.query("voiceCloneJobs:getStats", {"userId": "u1"})
+    client.query("voiceCloneJobs:stats", {"userId": "u1"})
 
 Each call is `POST {url}/api/{query|mutation|action}` with `{"path", "args", "format": "json"}`.
 Convex answers `{"status": "success", "value": ...}`, or `{"status": "error", "errorMessage",
@@ -68,6 +68,7 @@ class ConvexClient:
         url: str,
         *,
         deploy_key: str | None = None,
+        auth_token: str | None = None,
         timeout_s: float = 10.0,
         connect_timeout_s: float = 2.0,
         max_attempts: int = 3,
@@ -92,6 +93,8 @@ class ConvexClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if deploy_key:
             headers["Authorization"] = f"Convex {deploy_key}"
+        elif auth_token:  # a signed-in user's JWT: public functions, as that user
+            headers["Authorization"] = f"Bearer {auth_token}"
         self._has_key = bool(deploy_key)
         # One pooled client for the store's lifetime: keep-alive connections are reused across
         # calls and threads (httpx.Client is thread-safe).

@@ -42,6 +42,7 @@ JOB_FIELDS: dict[str, str] = {
     "owner": "owner",
     "callback_url": "callbackUrl",
     "extra": "extra",
+    "last_lease_id": "lastLeaseId",
     "model": "model",
     "language": "language",
     "kind": "kind",

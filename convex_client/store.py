@@ -22,18 +22,20 @@ from voiceq.store.base import JobStats
 
 from .client import ConvexClient, Kind
 from .documents import job_from_document, job_to_document, result_to_document, worker_to_document
+from .outbox import ConvexOutbox
 from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, ConvexUnavailable
+from .library import ConvexLibrary
 
 MODULE = "voiceCloneJobs"
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
-FUNCTIONS_VERSION = 3
+FUNCTIONS_VERSION = 4
 # Bounds of the TypeScript functions (MAX_CLAIM, MAX_LIST there).
 MAX_CLAIM = 256
 MAX_LIST = 1000
 DEPLOY_HINT = "deploy the functions with `npx convex deploy`"
 
 
-class ConvexJobStore:
+class ConvexJobStore(ConvexOutbox, ConvexLibrary):
     def __init__(
         self,
         client: ConvexClient,
@@ -71,8 +73,9 @@ class ConvexJobStore:
 
     # --- calls --------------------------------------------------------------------------
 
-    def _call(self, kind: Kind, name: str, args: Mapping[str, Any], *, idempotent: bool = False) -> Any:
-        path = f"{MODULE}:{name}"
+    def _call(self, kind: Kind, name: str, args: Mapping[str, Any], *, idempotent: bool = False,
+              module: str = MODULE) -> Any:
+        path = f"{module}:{name}"
         try:
             return self.client.call(kind, path, args, idempotent=idempotent or kind == "query")
         except ConvexFunctionError as err:
@@ -138,7 +141,7 @@ class ConvexJobStore:
 
     def complete(self, job_id: str, *, lease_id: str, result: JobResult, now: float) -> Job:
         args = {"jobId": job_id, "leaseId": lease_id, "result": result_to_document(result), "now": float(now)}
-        return job_from_document(self._call("mutation", "completeJob", args))
+        return job_from_document(self._call("mutation", "completeJob", args, idempotent=True))
 
     def fail(
         self,
@@ -160,7 +163,7 @@ class ConvexJobStore:
         }
         if defer_s is not None:
             args["deferS"] = float(defer_s)
-        return job_from_document(self._call("mutation", "failJob", args))
+        return job_from_document(self._call("mutation", "failJob", args, idempotent=True))
 
     def expire_leases(self, *, now: float) -> list[Job]:
         expired: list[Job] = []
@@ -177,7 +180,8 @@ class ConvexJobStore:
                 return expired
 
     def cancel(self, job_id: str, *, now: float) -> Job:
-        return job_from_document(self._call("mutation", "cancelJob", {"jobId": job_id, "now": float(now)}))
+        return job_from_document(self._call("mutation", "cancelJob", {"jobId": job_id, "now": float(now)},
+                                                 idempotent=True))
 
     def requeue(self, job_id: str, *, now: float) -> Job:
         return job_from_document(self._call("mutation", "requeueJob", {"jobId": job_id, "now": float(now)}))
@@ -200,7 +204,7 @@ class ConvexJobStore:
         return int(self._call("query", "countActive", {} if user_id is None else {"userId": user_id}))
 
     def stats(self, *, user_id: str | None = None) -> JobStats:
-        s = self._call("query", "getStats", {} if user_id is None else {"userId": user_id})
+        s = self._call("query", "stats", {} if user_id is None else {"userId": user_id})
         by_status = {st.value: int(s["byStatus"].get(st.value, 0)) for st in JobStatus}
         avg = s.get("avgProcessingTime")
         oldest = s.get("oldestPendingCreatedAt")

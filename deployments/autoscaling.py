@@ -102,6 +102,14 @@ class JobQueueAutoscalingPolicy:
         self._outage: str | None = None
         self._no_loop_warned = False
         self._last: Decision | None = None
+        # Waking: a request queued at this deployment's handle (the ingress's wake on a
+        # submission to an empty fleet) makes the policy read the store at once; until a reading
+        # that started after the wake arrives, the fleet is held (Serve's cold-start path may
+        # have just started a replica for the wake: an old, empty reading must not stop it).
+        self._requests_seen = 0.0
+        self._wake_at: float | None = None
+        self._read_started_at: float | None = None
+        self._snapshot_started_at: float | None = None
         #: The most recent decisions that changed the count or its reason, oldest first.
         self.decisions: deque[Decision] = deque(maxlen=HISTORY)
         # Exported by Ray with a `ray_` prefix, from the controller's node.
@@ -115,10 +123,13 @@ class JobQueueAutoscalingPolicy:
     # --- Serve's entry point --------------------------------------------------------------
 
     def __call__(self, ctx: AutoscalingContext) -> tuple[int, dict[str, Any]]:
+        self._notice_wake(ctx)
         self._maybe_poll()
         # Serve's target, not the running replicas: a replica waiting for its droplet to boot
         # is not running yet, but it is wanted and paid for.
         current = int(ctx.target_num_replicas)
+        if self.awaiting_wake_reading():
+            return current, {"voiceq_waking": True}
         decision, self._state = decide(self._snapshot, current, self._state, self.config, now=self._clock())
         self._record(decision, ctx.deployment_name)
         return decision.desired, {"voiceq_last_decision": decision.to_dict()}
@@ -135,6 +146,26 @@ class JobQueueAutoscalingPolicy:
     @property
     def snapshot(self) -> QueueSnapshot | None:
         return self._snapshot
+
+    # --- waking ---------------------------------------------------------------------------
+
+    def _notice_wake(self, ctx: AutoscalingContext) -> None:
+        requests = _requests(ctx)
+        if requests > 0 and self._requests_seen <= 0:
+            self._wake_at = self._clock()
+            self._last_poll_started = None  # read the store now, not at the next interval
+            log.info("scale wake requests=%g: reading the queue now", requests)
+        self._requests_seen = requests
+
+    def awaiting_wake_reading(self) -> bool:
+        """True while the last wake has no reading of the store that started after it."""
+        if self._wake_at is None:
+            return False
+        if self._clock() - self._wake_at > self.config.stale_after_s or (
+                self._snapshot_started_at is not None and self._snapshot_started_at >= self._wake_at):
+            self._wake_at = None
+            return False
+        return True
 
     # --- reading the queue ----------------------------------------------------------------
 
@@ -163,8 +194,10 @@ class JobQueueAutoscalingPolicy:
         # One store call at a time: a read that outlives its timeout keeps running in its
         # thread, and the next poll waits on it rather than starting another.
         if self._read is None or self._read.done():
+            self._read_started_at = self._clock()
             self._read = loop.run_in_executor(None, self._read_snapshot)
             self._read.add_done_callback(_consume_exception)
+        read_started_at = self._read_started_at
         try:
             snapshot = await asyncio.wait_for(asyncio.shield(self._read), timeout=self.config.poll_timeout_s)
         except asyncio.TimeoutError:
@@ -173,6 +206,7 @@ class JobQueueAutoscalingPolicy:
             self._store_failed(f"{type(err).__name__}: {err}")
         else:
             self._snapshot = snapshot
+            self._snapshot_started_at = read_started_at
             if self._outage is not None:
                 log.info("scale store=ok")
                 self._outage = None
@@ -205,6 +239,15 @@ class JobQueueAutoscalingPolicy:
         line = f'{decision.log_line()} detail="{decision.reason}"'
         # Holds are the common case (and an outage is logged once by _store_failed).
         log.log(logging.DEBUG if decision.direction == "hold" else logging.INFO, line)
+
+
+def _requests(ctx: AutoscalingContext) -> float:
+    """Requests queued at or running on the deployment's handles (the ingress's wakes)."""
+    try:
+        value = ctx.total_num_requests
+        return float(value() if callable(value) else value or 0.0)
+    except Exception:  # noqa: BLE001 - a metric Serve cannot compute is no wake
+        return 0.0
 
 
 def _consume_exception(fut: asyncio.Future) -> None:

@@ -34,6 +34,9 @@ class RemoteJobs:
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
 
+    async def get(self, job_id: str) -> Job:
+        return await call(self.handle, "get", job_id)
+
     async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None,
                     model: str | None = None) -> list[Job]:
         extra = {"model": model} if model is not None else {}

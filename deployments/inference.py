@@ -106,6 +106,11 @@ class InferenceDeployment:
         claimed = set(await self.worker.run_ids(job_ids))
         return [job_id in claimed for job_id in job_ids]
 
+    async def wake(self) -> bool:
+        """Nothing: the ingress queues this call to start a replica of a fleet scaled to zero
+        (deployments.wake)."""
+        return True
+
     def describe(self) -> dict:
         """What this replica is and has done (operators, health checks, fault tests)."""
         return {

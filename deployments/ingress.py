@@ -16,23 +16,31 @@ from voiceq.jobs import Job, JobStatus
 from voiceq.manager import Submission
 from voiceq.settings import Settings
 from voiceq.store import JobStats
+from voiceq.voice_library import Caller
+from voiceq.voices import Erasure, Voice
 
 from .handles import call
 from .replica_logs import configure_replica_logging
+from .wake import Waker
 
 
 class ServeBackend:
     """`serve_app.http.Backend` made of Serve handles."""
 
     def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
-                 by_model: dict[str, DeploymentHandle] | None = None) -> None:
+                 waker: Waker | None = None, by_model: dict[str, DeploymentHandle] | None = None) -> None:
         self.settings = settings
         self.jobs = jobs
         self.inference = inference
+        self.waker = waker
+        # With several models served, each model's inference deployment (voiceq.models).
         self.by_model = dict(by_model or {})
 
     async def submit(self, sub: Submission) -> Job:
-        return await call(self.jobs, "submit", sub)
+        job = await call(self.jobs, "submit", sub)
+        if self.waker is not None:
+            self.waker.poke()
+        return job
 
     async def get(self, job_id: str) -> Job:
         return await call(self.jobs, "get", job_id)
@@ -63,16 +71,32 @@ class ServeBackend:
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]:
         return await call(self.jobs, "list_jobs", status=status, user_id=user_id, limit=limit)
 
-    async def stats(self, user_id: str | None) -> JobStats:
-        return await call(self.jobs, "stats", user_id)
+    async def stats(self, user_id: str | None, owner: str | None = None) -> JobStats:
+        return await call(self.jobs, "stats", user_id, owner)
+
+    # The voice library (serve_app.voice_routes.VoiceBackend).
+
+    async def list_voices(self, user_id: str, *, caller: Caller, limit: int) -> list[Voice]:
+        return await call(self.jobs, "list_voices", user_id, caller=caller, limit=limit)
+
+    async def get_voice(self, voice_id: str, *, caller: Caller) -> Voice:
+        return await call(self.jobs, "get_voice", voice_id, caller=caller)
+
+    async def rename_voice(self, voice_id: str, name: str, *, caller: Caller) -> Voice:
+        return await call(self.jobs, "rename_voice", voice_id, name, caller=caller)
+
+    async def delete_voice(self, voice_id: str, *, caller: Caller) -> Voice:
+        return await call(self.jobs, "delete_voice", voice_id, caller=caller)
+
+    async def erase_user(self, user_id: str, *, caller: Caller) -> Erasure:
+        return await call(self.jobs, "erase_user", user_id, caller=caller)
 
     async def health(self) -> dict[str, Any]:
         pings = await call(self.jobs, "ping")
         stats, oldest_processing = None, None
         if pings.get("job_store") == "ok":
-            stats = await call(self.jobs, "stats", None)
-            running = await call(self.jobs, "list_jobs", status="processing", limit=500)
-            oldest_processing = min((j.started_at for j in running if j.started_at), default=None)
+            stats = await call(self.jobs, "queue_snapshot")  # indexed reads, no table scan
+            oldest_processing = stats.extra.get("oldest_processing_started_at")
         return build_report(self.settings, pings=pings, engine=await asyncio.to_thread(_engine_state),
                             stats=stats, oldest_processing_started_at=oldest_processing, now=time.time())
 
@@ -114,7 +138,12 @@ def _build_http_app() -> Starlette:
 @serve.ingress(_build_http_app)
 class IngressDeployment:
     def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
+                 wake: DeploymentHandle | None = None, fleet: dict[str, DeploymentHandle] | None = None,
                  by_model: dict[str, DeploymentHandle] | None = None) -> None:
+        # `fleet`: every inference deployment by name (one per GPU size); bound here so that
+        # Serve deploys them all. `wake`: the one to wake on a submission to an empty fleet.
+        # `by_model`: with several models served, each model's inference deployment.
         configure_replica_logging()
-        self.backend = ServeBackend(settings, jobs, inference, by_model)
+        waker = Waker(wake, sorted(fleet or {"VoiceCloneInference": inference})) if wake is not None else None
+        self.backend = ServeBackend(settings, jobs, inference, waker, by_model)
         _offer(self.backend)

@@ -39,8 +39,12 @@ class JobManagerDeployment(JobManager):
         # at least every 5 s, so the queue gauges are fresh in every scrape of Ray's exporter.
         interval = max(0.5, min(5.0, settings.lease_s / 4))
         self._reaper = asyncio.get_running_loop().create_task(self.reap_forever(interval))
+        # Webhooks owed are in the store's outbox: a new replica picks up what a dead one left.
+        self._webhooks = asyncio.get_running_loop().create_task(self.deliver_webhooks_forever(1.0))
         self._fleet = FleetWatch(hourly_price=settings.gpu_hourly_price)
         self._fleet_task = asyncio.get_running_loop().create_task(self._watch_fleet(15.0))
+        # Finishes erasures a restart cut short, and sweeps by VOICEQ_RETENTION_DAYS.
+        self._housekeeping = asyncio.get_running_loop().create_task(self.housekeeping_forever())
 
     async def _watch_fleet(self, interval_s: float) -> None:
         while True:
@@ -57,3 +61,5 @@ class JobManagerDeployment(JobManager):
     def check_health(self) -> None:
         if self._reaper.done():
             raise RuntimeError("lease reaper stopped")
+        if self._webhooks.done():
+            raise RuntimeError("webhook delivery stopped")

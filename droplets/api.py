@@ -341,6 +341,80 @@ class DigitalOceanApi:
             error_id, message = _describe(reply.body, "not found")
             raise DigitalOceanError(operation, message, status_code=404, error_id=error_id)
 
+    # ---- cloud firewalls and VPCs -----------------------------------------------------
+    # Firewalls are plain JSON objects here; droplets.firewall decides which are ours.
+
+    def list_firewalls(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        page: int | None = 1
+        pages_read = 0
+        while page is not None:
+            current = page
+            reply = self._send(
+                "list firewalls",
+                lambda _page=current, **kw: self._client.firewalls.list(per_page=PAGE_SIZE, page=_page, **kw),
+                accept=(200,),
+                resend_if_unanswered=True,
+            )
+            body = reply.body or {}
+            found.extend(f for f in body.get("firewalls") or [] if isinstance(f, Mapping))
+            pages_read += 1
+            page = _next_page(body, current) if pages_read < MAX_PAGES else None
+        return found
+
+    def create_firewall(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        # Creating twice would make two firewalls: sent once; a lost reply is looked for by name.
+        reply = self._send(
+            f"create firewall {body.get('name')}",
+            lambda **kw: self._client.firewalls.create(body=dict(body), **kw),
+            accept=(202, 200, 201),
+            resend_if_unanswered=False,
+        )
+        return dict((reply.body or {}).get("firewall") or {})
+
+    def update_firewall(self, firewall_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        reply = self._send(
+            f"update firewall {firewall_id}",
+            lambda **kw: self._client.firewalls.update(firewall_id=firewall_id, body=dict(body), **kw),
+            accept=(200,),
+            resend_if_unanswered=True,
+        )
+        return dict((reply.body or {}).get("firewall") or {})
+
+    def delete_firewall(self, firewall_id: str) -> bool:
+        """Delete a firewall. True if deleted now, False if it was already gone."""
+        reply = self._send(
+            f"delete firewall {firewall_id}",
+            lambda **kw: self._client.firewalls.delete(firewall_id=firewall_id, **kw),
+            accept=(204, 404),
+            resend_if_unanswered=True,
+        )
+        return reply.status == 204
+
+    def vpc_ip_range(self, vpc_uuid: str | None, region: str) -> str:
+        """The address range of the VPC (the region's default VPC when `vpc_uuid` is None)."""
+        if vpc_uuid:
+            reply = self._send(
+                f"get vpc {vpc_uuid}",
+                lambda **kw: self._client.vpcs.get(vpc_id=vpc_uuid, **kw),
+                accept=(200,),
+                resend_if_unanswered=True,
+            )
+            vpc = (reply.body or {}).get("vpc") or {}
+        else:
+            reply = self._send(
+                "list vpcs",
+                lambda **kw: self._client.vpcs.list(per_page=PAGE_SIZE, page=1, **kw),
+                accept=(200,),
+                resend_if_unanswered=True,
+            )
+            vpcs = [v for v in (reply.body or {}).get("vpcs") or [] if isinstance(v, Mapping)]
+            vpc = next((v for v in vpcs if v.get("region") == region and v.get("default")), {})
+        ip_range = vpc.get("ip_range") if isinstance(vpc, Mapping) else None
+        if not ip_range:
+            raise DigitalOceanError(f"find the VPC of {vpc_uuid or region}", "no VPC address range in the reply")
+        return str(ip_range)
+
     # ---- the one place requests are sent ----------------------------------------------
 
     def _parse(self, operation: str, item: Any) -> Droplet:

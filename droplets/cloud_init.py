@@ -151,6 +151,24 @@ def _gpu_check(runtime: str) -> list[str]:
     return []
 
 
+def _torch_check(bootstrap: WorkerBootstrap) -> list[str]:
+    """After setup: the torch the node type installed must be the GPU's build (ROCm for AMD,
+    CUDA for NVIDIA) and see the GPU; a mismatch fails the boot instead of running on the CPU."""
+    if bootstrap.gpu_runtime == "none":
+        return []
+    ray = bootstrap.ray_executable
+    python = ray.rsplit("/", 1)[0] + "/python" if "/" in ray else "python3"
+    want, other = ("hip", "cuda") if bootstrap.gpu_runtime == "rocm" else ("cuda", "hip")
+    code = (
+        "import torch; "
+        f"assert torch.version.{want}, 'torch ' + torch.__version__ + ' is not a {bootstrap.gpu_runtime.upper()} build'; "
+        f"assert not torch.version.{other}, 'torch is a {other} build'; "
+        "assert torch.cuda.is_available(), 'torch sees no GPU'; "
+        "print(torch.__version__, torch.cuda.get_device_name(0))"
+    )
+    return [f"# The torch build must match the GPU ({bootstrap.gpu_runtime}).", f"{shlex.quote(python)} -c {shlex.quote(code)}"]
+
+
 def render_user_data(bootstrap: WorkerBootstrap) -> str:
     """The cloud-init user data (a bash script) for a worker droplet."""
     q = shlex.quote
@@ -167,7 +185,10 @@ def render_user_data(bootstrap: WorkerBootstrap) -> str:
         'fetch() { curl -fsS --retry 20 --retry-delay 3 --retry-connrefused "$METADATA/$1"; }',
         'DROPLET_ID="$(fetch id)"',
         'PRIVATE_IP="$(fetch interfaces/private/0/ipv4/address)"',
-        "install -d -m 0755 /etc/voiceq",
+        # The environment file holds the node's settings (store URLs, keys passed through
+        # node_config.environment): root only, from the moment it exists.
+        "install -d -m 0700 /etc/voiceq",
+        f"install -m 0600 /dev/null {ENV_FILE}",
         f"cat >{ENV_FILE} <<'VOICEQ_ENV_EOF'",
         *_static_env_lines(bootstrap),
         "VOICEQ_ENV_EOF",
@@ -176,12 +197,13 @@ def render_user_data(bootstrap: WorkerBootstrap) -> str:
         '  echo "VOICEQ_DROPLET_ID=$DROPLET_ID"',
         '  echo "VOICEQ_PRIVATE_IP=$PRIVATE_IP"',
         f"}} >>{ENV_FILE}",
-        f"chmod 0644 {ENV_FILE}",
+        f"chmod 0600 {ENV_FILE}",
         *_gpu_check(bootstrap.gpu_runtime),
     ]
     if bootstrap.setup_commands:
         lines.append("# Node type setup commands.")
         lines.extend(bootstrap.setup_commands)
+        lines.extend(_torch_check(bootstrap))
     if bootstrap.start_ray:
         argv = ray_start_argv(bootstrap)
         path_prefix = "/opt/rocm/bin:" if bootstrap.gpu_runtime == "rocm" else ""

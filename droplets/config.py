@@ -21,6 +21,7 @@ from typing import Any
 
 from droplets.api import DEFAULT_ENDPOINT, check_endpoint
 from droplets.cloud_init import GPU_RUNTIMES
+from droplets.firewall import FirewallError, FirewallSettings
 from droplets.retries import RetryPolicy
 
 DEFAULT_TOKEN_ENV = "DO_API_TOKEN"
@@ -83,6 +84,7 @@ class ProviderSettings:
     start_ray_from_cloud_init: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     prices: Mapping[str, float] = field(default_factory=dict)
+    firewall: FirewallSettings = field(default_factory=FirewallSettings)
 
     @classmethod
     def from_provider_config(cls, config: Mapping[str, Any]) -> ProviderSettings:
@@ -107,6 +109,10 @@ class ProviderSettings:
         except (TypeError, ValueError) as err:
             raise ConfigError("provider.prices maps size slugs to $/hour") from err
         token_file = config.get("api_token_file", DEFAULT_TOKEN_FILE)
+        try:
+            firewall = FirewallSettings.from_provider_config(config)
+        except FirewallError as err:
+            raise ConfigError(str(err)) from err
         return cls(
             region=str(region),
             api_endpoint=endpoint,
@@ -126,6 +132,7 @@ class ProviderSettings:
             start_ray_from_cloud_init=bool(config.get("disable_node_updaters", False)),
             retry=retry,
             prices=prices,
+            firewall=firewall,
         )
 
     def read_token(self) -> str:

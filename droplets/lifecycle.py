@@ -4,8 +4,10 @@
 
 Prices: an operator's override (``provider.prices`` in the cluster YAML, or ``--price``) wins,
 then the hourly price DigitalOcean reports in the droplet's size, then the built-in table of
-public list prices. Cost so far is hours since creation times the hourly price: an estimate
-of the bill (DigitalOcean bills droplets, powered off or not, until they are destroyed).
+public list prices. Cost so far is the time since creation, rounded as the billing model says
+(``--billing``: per_second, DigitalOcean's since January 2026, with a 60 s minimum; or hourly),
+times the hourly price: an estimate of the bill (DigitalOcean bills droplets, powered off or
+not, until they are destroyed).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from ray.autoscaler.tags import (
 
 from droplets.model import Droplet
 from droplets.tags import cluster_tag, decode_node_tags
+from voiceq.billing import Billing
 
 # Public list prices, $/hour, for single-GPU droplets (see ../shared/FACTS.md).
 DEFAULT_HOURLY_PRICES: Mapping[str, float] = {
+    "gpu-4000adax1-20gb": 0.76,
     "gpu-mi300x1-192gb": 1.99,
     "gpu-h100x1-80gb": 3.39,
     "gpu-l40sx1-48gb": 1.57,
@@ -77,7 +81,9 @@ def lifecycle_rows(
     droplets: Iterable[Droplet],
     now: datetime,
     prices: Mapping[str, float] | None = None,
+    billing: Billing | None = None,
 ) -> list[DropletRow]:
+    billing = billing or Billing()
     rows = []
     for droplet in droplets:
         ray_tags = decode_node_tags(droplet.tags)
@@ -96,7 +102,7 @@ def lifecycle_rows(
                 age_s=age_s,
                 why=why(ray_tags),
                 hourly_usd=price,
-                cost_so_far_usd=price * age_s / 3600.0 if price is not None else None,
+                cost_so_far_usd=billing.cost(age_s, price) if price is not None else None,
                 private_ip=droplet.private_ip,
                 public_ip=droplet.public_ip,
             )
@@ -174,7 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     parser.add_argument("--token-env", default="DO_API_TOKEN")
     parser.add_argument("--price", action="append", default=[], metavar="SIZE=USD_PER_HOUR")
+    parser.add_argument("--billing", default="per_second", help="per_second, hourly or INCREMENT_S/MINIMUM_S")
     args = parser.parse_args(argv)
+    try:
+        billing = Billing.named(args.billing)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     token = os.environ.get(args.token_env, "")
     if not token:
         print(f"set {args.token_env} to a DigitalOcean API token", file=sys.stderr)
@@ -187,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         api.close()
-    rows = lifecycle_rows(droplets, datetime.now(timezone.utc), _parse_prices(args.price))
+    rows = lifecycle_rows(droplets, datetime.now(timezone.utc), _parse_prices(args.price), billing)
     print(format_table(rows))
     return 0
 

@@ -38,6 +38,7 @@ from droplets.api import MAX_NAMES_PER_CREATE, CreateRequest, DigitalOceanApi
 from droplets.cloud_init import WorkerBootstrap, render_user_data
 from droplets.config import ConfigError, NodeSettings, ProviderSettings, ssh_fingerprint
 from droplets.errors import DigitalOceanError, ForeignDropletError
+from droplets.firewall import ensure_firewall, remove_firewall
 from droplets.model import STATUS_ACTIVE, STATUS_ARCHIVE, STATUS_NEW, Droplet
 from droplets.state import ClusterState
 from droplets.tags import (
@@ -98,6 +99,9 @@ class DigitalOceanNodeProvider(NodeProvider):
         self._refresh_lock = threading.Lock()
         self._tag_lock = threading.Lock()
         self._known_tags: set[str] = set()
+        # When each node's droplet was last fetched for its addresses (monotonic seconds).
+        self._address_fetched_at: dict[str, float] = {}
+        self._address_lock = threading.Lock()
 
     # ---- plumbing ----------------------------------------------------------------------
 
@@ -218,13 +222,33 @@ class DigitalOceanNodeProvider(NodeProvider):
         if droplet is not None:
             address = droplet.private_ip if private else droplet.public_ip
         if address is None:
-            # Networks are filled in as the droplet boots: ask for the droplet itself.
-            fetched = self._cluster_droplet(node_id)
-            if fetched is None:
-                return None
-            self._state.add([fetched], self._monotonic())
-            address = fetched.private_ip if private else fetched.public_ip
+            # DigitalOcean fills in a droplet's networks as it boots; the create reply and a
+            # listing taken before then have none. Ray's wait-for-IP loop asks only this and
+            # `is_terminated`, so the droplet itself must be fetched here, or the address
+            # never arrives.
+            fetched = self._fetch_for_address(node_id)
+            if fetched is not None:
+                address = fetched.private_ip if private else fetched.public_ip
         return address
+
+    def _fetch_for_address(self, node_id: str) -> Droplet | None:
+        """The droplet as DigitalOcean describes it now (at most one fetch per node per
+        cache_ttl_s: the autoscaler may ask for addresses many times a second)."""
+        if self._state.was_terminated(node_id):
+            return None
+        now = self._monotonic()
+        with self._address_lock:
+            last = self._address_fetched_at.get(node_id)
+            if last is not None and now - last < self.settings.cache_ttl_s:
+                return self._state.get(node_id)
+            self._address_fetched_at[node_id] = now
+        fetched = self.api.get_droplet(_droplet_id(node_id))
+        if fetched is None:
+            return None
+        if not fetched.has_tag(self._cluster_tag):
+            raise ForeignDropletError(node_id, self.cluster_name)
+        self._state.add([fetched], self._monotonic())
+        return fetched
 
     def internal_ip(self, node_id: str) -> str | None:  # type: ignore[override]
         return self._ip(node_id, private=True)
@@ -253,6 +277,19 @@ class DigitalOceanNodeProvider(NodeProvider):
         ray_tags = {**tags, TAG_RAY_CLUSTER_NAME: self.cluster_name}
         kind = ray_tags.get(TAG_RAY_NODE_KIND, NODE_KIND_WORKER)
         node_type = ray_tags.get(TAG_RAY_USER_NODE_TYPE, kind)
+        if kind == NODE_KIND_HEAD:
+            # Before the head exists: Ray's ports must never face the internet, not even
+            # while it boots. Every droplet of the cluster carries the tag it is attached by.
+            try:
+                ensure_firewall(self.api, self.cluster_name, self.settings.firewall,
+                                region=node.region or self.settings.region,
+                                vpc_uuid=node.vpc_uuid or self.settings.vpc_uuid)
+            except DigitalOceanError as err:
+                raise NodeLaunchException(
+                    category=f"DigitalOcean {err.status_code or 'no reply'}",
+                    description=f"the cluster's firewall could not be set up, so no head was created: {err}",
+                    src_exc_info=sys.exc_info(),
+                ) from err
         user_data = node.user_data
         if user_data is None and kind == NODE_KIND_WORKER:
             user_data = self._worker_user_data(node, node_type, resources, labels)
@@ -427,6 +464,9 @@ class DigitalOceanNodeProvider(NodeProvider):
             return None
         logger.info("destroying droplet %s (%s)", droplet.id, droplet.name)
         self._destroy(droplet)
+        if decode_node_tags(droplet.tags).get(TAG_RAY_NODE_KIND) == NODE_KIND_HEAD and self.settings.firewall.enabled:
+            # The head goes last in `ray down`: the cluster is gone, and so goes its firewall.
+            remove_firewall(self.api, self.cluster_name)
         return None
 
     def terminate_nodes(self, node_ids: list[str]) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 """API keys: `Authorization: Bearer <key>` on every route but the health checks.
 
-Keys come from `VOICEQ_API_KEYS` as `name:key[:admin]` entries. Only their SHA-256 digests are
+Keys come from `VOICEQ_API_KEYS` as `name:key[:admin][:active=N][:daily=N][:priority=N]`
+entries (the options are the key's own quotas, voiceq/quotas.py). Only their SHA-256 digests are
 kept in memory and compared in constant time; the name (never the key) is what gets recorded
 as a job's owner and written to logs. A job is visible only to its owner's key (and admin
 keys); to any other key it does not exist (404), so ids cannot be probed. Job ids are random
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from voiceq.errors import VoiceqError
 from voiceq.jobs import Job
+from voiceq.quotas import UNLIMITED, KeyLimits, parse_limit_options
 from voiceq.settings import Settings
 
 
@@ -34,9 +36,10 @@ class Forbidden(VoiceqError):
 class Principal:
     name: str
     admin: bool = False
+    limits: KeyLimits = KeyLimits()
 
 
-ANONYMOUS = Principal(name="", admin=True)  # auth off: everyone may do everything
+ANONYMOUS = Principal(name="", admin=True, limits=UNLIMITED)  # auth off: everyone may do everything
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,11 @@ class Keyring:
         entries = []
         for raw in filter(None, (e.strip() for e in settings.api_keys.split(","))):
             parts = raw.split(":")
-            if len(parts) not in (2, 3) or not parts[0] or not parts[1] or (len(parts) == 3 and parts[2] != "admin"):
-                raise ValueError("VOICEQ_API_KEYS entries must look like name:key or name:key:admin")
-            entries.append((_digest(parts[1]), Principal(name=parts[0], admin=len(parts) == 3)))
+            if len(parts) < 2 or not parts[0] or not parts[1]:
+                raise ValueError("VOICEQ_API_KEYS entries must look like name:key or name:key:admin "
+                                 "(options: active=N, daily=N, priority=N)")
+            admin, limits = parse_limit_options(parts[2:])
+            entries.append((_digest(parts[1]), Principal(name=parts[0], admin=admin, limits=limits)))
         return cls(required=settings.auth_required, digests=tuple(entries))
 
     def authenticate(self, authorization: str | None) -> Principal:

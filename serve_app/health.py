@@ -102,3 +102,13 @@ def build_report(
     elif any(c["status"] != "ok" for c in checks.values()):
         status = "degraded"
     return {"status": status, "environment": settings.environment, "checks": checks}
+
+
+def terse_report(report: dict[str, Any]) -> dict[str, Any]:
+    """What an anonymous caller learns: ready or not, and which checks fail, in the seed's
+    words; no actions, details, paths, URLs or queue figures."""
+    checks = {
+        name: ({"status": "ok"} if check.get("status") == "ok" else {"status": check.get("status"), "message": check.get("message")})
+        for name, check in report.get("checks", {}).items()
+    }
+    return {"status": report.get("status"), "checks": checks}

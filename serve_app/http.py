@@ -40,7 +40,9 @@ from . import responses
 from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of, require_admin
 from .responses import API_PREFIX
 from .family import build_conversion, conversion_form
+from .health import terse_report
 from .validation import build_submission, check_job_id, check_user_id, read_upload
+from .voice_routes import voice_routes
 
 log = logging.getLogger("voiceq.http")
 
@@ -69,7 +71,7 @@ class Backend(Protocol):
 
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]: ...
 
-    async def stats(self, user_id: str | None) -> JobStats: ...
+    async def stats(self, user_id: str | None, owner: str | None = None) -> JobStats: ...
 
     async def health(self) -> dict[str, Any]: ...
 
@@ -107,9 +109,12 @@ async def clone(request: Request) -> Response:
             if isinstance(upload, str):
                 raise InvalidInput("audio_file must be a file upload, not a text field", field="audio_file")
             audio = await read_upload(upload, settings) if upload is not None else None
-            submission = build_submission(
-                form, audio, settings, owner=owner_of(principal),
-                idempotency_key=request.headers.get("idempotency-key"),
+            # Decoding is CPU work on untrusted bytes: off the event loop, so every other route
+            # (/health included) keeps answering while it runs.
+            submission = await asyncio.to_thread(
+                build_submission, form, audio, settings, owner=owner_of(principal),
+                idempotency_key=request.headers.get("idempotency-key"), admin=principal.admin,
+                limits=principal.limits,
             )
     except MultiPartException as err:
         raise InvalidInput(f"malformed multipart body: {err.message}") from err
@@ -224,18 +229,26 @@ async def list_jobs(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     backend = _backend(request)
-    _principal(request)
+    principal = _principal(request)
     user_id = request.query_params.get("user_id") or request.query_params.get("userId")
     if user_id is not None:
         check_user_id(user_id)
-    result = await backend.stats(user_id)
+    # A key sees its own users only; admin keys (and development without keys) everything.
+    result = await backend.stats(user_id, owner=None if principal.admin else owner_of(principal))
     return JSONResponse(responses.stats_body(result, gpu_hourly_price=backend.settings.gpu_hourly_price))
 
 
 async def health(request: Request) -> Response:
     report = await _backend(request).health()
     # "degraded" (a job waiting too long) still serves traffic; "unavailable" does not.
-    return JSONResponse(report, status_code=503 if report.get("status") == "unavailable" else 200)
+    code = 503 if report.get("status") == "unavailable" else 200
+    try:
+        admin = _principal(request).admin
+    except (Unauthorized, Forbidden):
+        admin = False
+    # Anyone may ask whether the service is ready (load balancers carry no key); only an admin
+    # key (or a server without auth) is told why, with the paths and URLs that entails.
+    return JSONResponse(report if admin else terse_report(report), status_code=code)
 
 
 async def live(request: Request) -> Response:
@@ -249,7 +262,8 @@ def store_unreachable_message(settings: Settings) -> str:
     if settings.job_store_kind == "convex":
         return ("Convex not reachable: check CONVEX_URL, CONVEX_DEPLOY_KEY and that the Convex deployment "
                 "is running")
-    return f"Job store not reachable: check that {settings.sqlite_path} is on a writable disk"
+    # No path: this is answered to any caller.
+    return "Job store not reachable: check that the data directory is on a writable disk"
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
@@ -342,6 +356,7 @@ def create_http_app(backend: Backend) -> Starlette:
         Route(f"{API_PREFIX}/jobs/{{job_id}}", cancel_job, methods=["DELETE"]),
         Route("/health", live, methods=["GET"]),
         Route("/ready", health, methods=["GET"]),
+        *voice_routes(),
     ]
     # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything
     # else is a bug, answered with a 500 and re-raised so it is logged with its traceback.

@@ -12,6 +12,11 @@ from voiceq.views import job_view
 API_PREFIX = "/api/public/voice/onboarding"
 
 
+# Every clip Chatterbox makes carries Resemble AI's imperceptible Perth watermark; the detect
+# route tells whether a clip does.
+WATERMARK = {"watermarked": True, "watermark": {"type": "perth", "detectUrl": f"{API_PREFIX}/watermark/detect"}}
+
+
 def status_url(job_id: str) -> str:
     return f"{API_PREFIX}/jobs/{job_id}/status"
 
@@ -41,6 +46,7 @@ def clone_completed(job: Job, mp3: bytes) -> dict[str, Any]:
         "message": "Voice cloning completed successfully",
         "statusUrl": status_url(job.job_id),
         "resultUrl": audio_route(job.job_id),
+        **WATERMARK,
     }
 
 
@@ -56,7 +62,10 @@ def clone_failed(job: Job) -> dict[str, Any]:
 
 
 def job_status(job: Job, *, result_url: str | None = None) -> dict[str, Any]:
-    return job_view(job, result_url=result_url or audio_route(job.job_id))
+    body = job_view(job, result_url=result_url or audio_route(job.job_id))
+    if job.status is JobStatus.COMPLETED:
+        body.update(WATERMARK)
+    return body
 
 
 def job_summary(job: Job) -> dict[str, Any]:

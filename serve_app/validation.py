@@ -6,7 +6,10 @@ the problem.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import time
 import unicodedata
 from typing import Any, Mapping
 
@@ -14,10 +17,14 @@ from voiceq.audio import decode_upload, to_wav
 from voiceq.errors import InvalidInput
 from voiceq.jobs import is_job_id, is_voice_id
 from voiceq.manager import Submission
+from voiceq.quotas import UNLIMITED, KeyLimits, check_priority
 from voiceq.settings import Settings
 from voiceq.webhooks import check_callback_url
 
+from voiceq.models import DEFAULT_MODEL
+
 from .family import check_reference, model_choice
+from .voice_validation import parse_consent
 
 DEFAULT_SAMPLE_TEXT = "Hello, this is my cloned voice."
 MAX_USER_ID_CHARS = 128
@@ -108,6 +115,14 @@ async def read_upload(upload: Any, settings: Settings, field: str = "audio_file"
     return data
 
 
+def request_fingerprint(*, audio: bytes | None, **fields: Any) -> str:
+    """What a request asked for, as one digest: the same Idempotency-Key with another digest is
+    another request (422), not a retry."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    digest.update(hashlib.sha256(audio).digest() if audio is not None else b"no audio")
+    return digest.hexdigest()
+
+
 def build_submission(
     form: Mapping[str, Any],
     audio: bytes | None,
@@ -115,6 +130,9 @@ def build_submission(
     *,
     owner: str | None = None,
     idempotency_key: str | None = None,
+    admin: bool = False,
+    now: float | None = None,
+    limits: KeyLimits = UNLIMITED,
 ) -> Submission:
     """Validate every field and decode the audio; raises `InvalidInput` on the first problem."""
     user_id = check_user_id(_text_field(form, "user_id", required=True, max_chars=MAX_USER_ID_CHARS) or "")
@@ -132,6 +150,7 @@ def build_submission(
         raise InvalidInput("audio_file is required (or voice_id of a voice cloned before)", field="audio_file")
     params = generation_params(form)
     model, language = model_choice(form, params, settings)
+    consent = parse_consent(form, settings, cloning=voice_id is None, now=time.time() if now is None else now)
     priority_raw = _text_field(form, "priority", required=False, max_chars=8)
     priority = 0
     if priority_raw is not None:
@@ -141,6 +160,7 @@ def build_submission(
             raise InvalidInput("priority must be an integer from -10 to 10", field="priority") from None
         if not -10 <= priority <= 10:
             raise InvalidInput("priority must be an integer from -10 to 10", field="priority")
+        check_priority(priority, limits)
     callback_url = _text_field(form, "callback_url", required=False, max_chars=2048)
     if callback_url is not None:
         if not re.match(r"^https?://[^\s/$.?#][^\s]*$", callback_url):
@@ -156,7 +176,15 @@ def build_submission(
         clip = decode_upload(audio, min_s=settings.min_audio_s, max_s=settings.max_audio_s)
         wav, seconds = to_wav(clip), round(clip.seconds, 3)
         check_reference(model, seconds)
+    key = check_idempotency_key(idempotency_key)
+    # The family's choice is part of the request: the same key with another model is another request.
+    family = {"model": model, **({"language": language} if language else {})} if model != DEFAULT_MODEL else {}
+    fingerprint = request_fingerprint(
+        user_id=user_id, voice_name=voice_name, sample_text=sample_text, voice_id=voice_id,
+        params={**params, **family}, priority=priority, callback_url=callback_url, audio=audio,
+    ) if key is not None else None
     return Submission(
+        request_hash=fingerprint,
         user_id=user_id,
         voice_name=voice_name,
         sample_text=sample_text,
@@ -164,10 +192,13 @@ def build_submission(
         audio_seconds=seconds,
         voice_id=voice_id,
         priority=priority,
-        idempotency_key=check_idempotency_key(idempotency_key),
+        idempotency_key=key,
         owner=owner,
         callback_url=callback_url,
         params=params,
         model=model,
         language=language,
+        admin=admin,
+        consent=consent,
+        limits=limits,
     )

@@ -9,12 +9,14 @@ m4a/aac and webm at any sample rate and channel count.
 from __future__ import annotations
 
 import io
+import time
 import wave
 from dataclasses import dataclass
 
 import av
 import numpy as np
 
+from .audio_formats import ACCEPTED, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, sniff_demuxer
 from .errors import InvalidInput
 
 MODEL_SR = 24_000
@@ -30,18 +32,38 @@ class Clip:
         return len(self.samples) / self.sample_rate
 
 
-def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int = MODEL_SR) -> Clip:
+def _check_stream(stream: av.audio.stream.AudioStream) -> None:
+    channels = stream.codec_context.channels
+    rate = stream.codec_context.sample_rate or stream.rate or 0
+    if not 1 <= channels <= MAX_CHANNELS:
+        declared = f"{channels} channels" if channels else "no usable channel layout"
+        raise InvalidInput(f"audio_file declares {declared}; 1 to {MAX_CHANNELS} channels are accepted",
+                           field="audio_file", status_code=415)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise InvalidInput(f"audio_file has a sample rate of {rate} Hz; accepted: {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz",
+                           field="audio_file", status_code=415)
+
+
+def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int = MODEL_SR,
+                  deadline_s: float = 10.0) -> Clip:
     """Decode an uploaded file to mono float32 at `sample_rate`, enforcing the duration bounds.
 
-    Decoding stops as soon as the clip is longer than `max_s`, so a long file costs no more
-    than a short one to refuse."""
+    Only accepted audio containers reach FFmpeg, each with its own demuxer named (nothing else
+    is probed: no network protocols, playlists, concat lists or images). Decoding stops as soon
+    as the clip is longer than `max_s`, so a long file costs no more than a short one to refuse,
+    and gives up after `deadline_s` of work. Blocking: callers on an event loop run it in a thread."""
     if not data:
         raise InvalidInput("audio_file is empty", field="audio_file")
+    demuxer = sniff_demuxer(data)
+    if demuxer is None:
+        raise InvalidInput(f"audio_file could not be decoded as audio: not an accepted format ({ACCEPTED})",
+                           field="audio_file", status_code=415)
+    deadline = time.monotonic() + deadline_s
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(io.BytesIO(data), mode="r", format=demuxer, timeout=deadline_s)
     except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as err:
         raise InvalidInput(
-            "audio_file could not be decoded as audio (accepted: mp3, wav, ogg, flac, m4a, webm)",
+            f"audio_file could not be decoded as audio (accepted: {ACCEPTED})",
             field="audio_file",
             status_code=415,
         ) from err
@@ -49,12 +71,16 @@ def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int =
         streams = container.streams.audio
         if not streams:
             raise InvalidInput("audio_file contains no audio stream", field="audio_file", status_code=415)
+        _check_stream(streams[0])
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         n = 0
         limit = int(max_s * sample_rate)
         try:
             for frame in container.decode(streams[0]):
+                if time.monotonic() > deadline:
+                    raise InvalidInput(f"audio_file took more than {deadline_s:g} s to decode; send a plainer file",
+                                       field="audio_file", status_code=422)
                 for out in resampler.resample(frame):
                     chunk = out.to_ndarray().reshape(-1)
                     chunks.append(chunk)

@@ -34,6 +34,17 @@ class InvalidInput(VoiceqError):
         self.status_code = status_code
 
 
+class IdempotencyKeyReused(InvalidInput):
+    """The Idempotency-Key of an earlier request came with a different request (422, as the
+    IETF idempotency-key draft and Stripe answer it)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used with a different request; use a new key for a new request",
+            field="Idempotency-Key", status_code=422,
+        )
+
+
 class JobNotFound(VoiceqError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r}")

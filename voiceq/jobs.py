@@ -96,6 +96,8 @@ class JobResult:
     # processing_time is what the user waited; gpu_seconds is what the job cost, so batched
     # jobs are not billed once each for the same pass.
     gpu_seconds: float = 0.0
+    # The models the voice was prepared for (recorded with a new voice; not part of the job).
+    models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ class Job:
     owner: str | None = None
     callback_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The lease under which the last complete/fail was recorded: a retry of that same call
+    # (its reply was lost) gets the recorded outcome back instead of a stale-lease error.
+    last_lease_id: str | None = None
     # Which member of the Chatterbox family runs the job (voiceq.models), in which language
     # (multilingual only), and what it does: "clone" (text in a voice) or "convert" (speech
     # to speech in a voice). Records written before these existed read as English clones.
@@ -245,10 +250,18 @@ def heartbeat(job: Job, *, lease_id: str, lease_s: float, now: float) -> Job:
     return job.replace(lease_expires_at=now + lease_s, updated_at=now)
 
 
+def is_replay(job: Job, lease_id: str, *statuses: JobStatus) -> bool:
+    """This lease's outcome is already recorded (the first call committed; its reply was lost)."""
+    return job.last_lease_id == lease_id and job.status in statuses and job.lease_id is None
+
+
 def complete(job: Job, *, lease_id: str, result: JobResult, now: float) -> Job:
+    if is_replay(job, lease_id, JobStatus.COMPLETED):
+        return job
     _check_lease(job, lease_id)
     return job.replace(
         status=JobStatus.COMPLETED,
+        last_lease_id=lease_id,
         lease_id=None,
         lease_expires_at=None,
         completed_at=now,
@@ -290,8 +303,11 @@ def _retry_or_fail(job: Job, *, error: str, transient: bool, retry: RetryPolicy,
 
 def fail(job: Job, *, lease_id: str, error: str, transient: bool, retry: RetryPolicy, now: float,
          defer_s: float | None = None) -> Job:
+    if is_replay(job, lease_id, JobStatus.PENDING, JobStatus.FAILED):
+        return job
     _check_lease(job, lease_id)
-    return _retry_or_fail(job, error=error, transient=transient, retry=retry, now=now, defer_s=defer_s)
+    failed = _retry_or_fail(job, error=error, transient=transient, retry=retry, now=now, defer_s=defer_s)
+    return failed.replace(last_lease_id=lease_id)
 
 
 def lease_expired(job: Job, now: float) -> bool:
@@ -311,6 +327,8 @@ def expire(job: Job, *, retry: RetryPolicy, now: float) -> Job:
 
 
 def cancel(job: Job, *, now: float) -> Job:
+    if job.status is JobStatus.CANCELLED:  # a retried cancel: the first one stands
+        return job
     if job.status.terminal:
         raise InvalidTransition(f"job {job.job_id} is already {job.status.value}")
     return job.replace(

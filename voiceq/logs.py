@@ -2,7 +2,10 @@
 
     job=<id> event=<event> user=<user> attempt=<n>/<max> [key=value ...]
 
-Events: submitted, claimed, completed, retry, failed, expired, cancelled, requeued, stale.
+Events: submitted, claimed, completed, retry, failed, expired, cancelled, requeued, stale,
+swept (retention removed the job's audio), erased. Lines about a voice or a whole user use
+the same key=value grammar after `event=` (`event_line`): voice_deleted, erasure_started,
+erasure_done, sweep.
 Values never include secrets, audio or free text from users beyond their ids.
 """
 
@@ -28,6 +31,14 @@ def job_line(event: str, job: Job, **fields: Any) -> str:
              f"attempt={job.attempts}/{job.max_attempts}"]
     parts += [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
     return " ".join(parts)
+
+
+def event_line(event: str, **fields: Any) -> str:
+    return " ".join([f"event={event}"] + [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None])
+
+
+def log_event(event: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    log.log(level, event_line(event, **fields))
 
 
 def log_job(event: str, job: Job, *, level: int = logging.INFO, **fields: Any) -> None:

@@ -8,23 +8,38 @@ in it: the bookkeeping deployment wraps one, and tests use one directly.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TypeVar
 
-from .errors import BlobNotFound, InvalidInput, JobNotFound, QueueFull, StaleLease, StoreUnavailable, VoiceNotFound
+from .errors import (BlobNotFound, IdempotencyKeyReused, InvalidInput, JobNotFound, QueueFull, StaleLease,
+                     StoreUnavailable, VoiceNotFound)
 from .jobs import Job, JobResult, JobStatus, WorkerInfo, new_job, new_job_id
 from .logs import log_job
 from .views import job_view
 from .metrics import Metrics, failure_reason
 from .settings import Settings
 from .storage import BlobStorage, upload_key, voice_key
+from .outbox import OutboxEntry, WebhookOutbox, after_attempt
 from .storage.base import source_key, voice_reference_key
 from .store import JobStats, JobStore
+from .voice_library import Caller, VoiceLibraryManager
+from .voices import Consent
+from .quotas import KeyLimits, check_key_load
 
 log = logging.getLogger("voiceq.manager")
 T = TypeVar("T")
+
+# A webhook attempt's whole budget: resolve, connect, send, read the status line.
+WEBHOOK_DEADLINE_S = 15.0
+
+
+def webhook_body(entry: OutboxEntry, job: Job) -> bytes:
+    """The Standard Webhooks payload: the event an entry announces, with the job's public view."""
+    payload = {"type": f"voice_clone.{entry.event}", "timestamp": entry.created_at, "data": job_view(job)}
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,12 @@ class Submission:
     owner: str | None = None
     callback_url: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # What the request asked for (serve_app/validation.py request_fingerprint): an Idempotency-Key reused with a
+    # different request is refused instead of replaying the first job.
+    request_hash: str | None = None
+    admin: bool = False  # the submitting key is an admin key (may use any voice)
+    consent: Consent | None = None
+    limits: KeyLimits | None = None  # the submitting key's quotas (None: keys are off)
     # The Chatterbox family (voiceq.models): the model, its language, and the job's kind.
     # A conversion carries the speech to convert (`source_wav`); its voice is `voice_id` or
     # the target sample in `audio_wav`.
@@ -52,7 +73,18 @@ class Submission:
     source_wav: bytes | None = None
 
 
-class JobManager:
+def _job_extra(sub: Submission) -> dict[str, Any] | None:
+    extra: dict[str, Any] = {}
+    if sub.params:
+        extra["params"] = dict(sub.params)
+    if sub.consent is not None:
+        extra["consent"] = sub.consent.to_dict()  # becomes the voice's, once it is cloned
+    if sub.request_hash and sub.idempotency_key:
+        extra["request_hash"] = sub.request_hash
+    return extra or None
+
+
+class JobManager(VoiceLibraryManager):
     def __init__(
         self,
         store: JobStore,
@@ -67,7 +99,10 @@ class JobManager:
         self.settings = settings
         self.clock = clock
         self.metrics = metrics or Metrics(enabled=False)
-        self._deliveries: set[asyncio.Task[None]] = set()
+        # Stores that keep a webhook outbox write its entries in their own transitions; this
+        # manager delivers them (deliver_webhooks_forever).
+        self.outbox: WebhookOutbox | None = store if isinstance(store, WebhookOutbox) else None
+        self._webhooks_due = asyncio.Event()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # Store and storage clients are blocking; keep the replica's event loop free.
@@ -82,10 +117,14 @@ class JobManager:
             raise InvalidInput(f"model {sub.model!r} is not served here (this deployment serves "
                                f"{', '.join(self.settings.served_models)})", field="model")
         await self.check_capacity(sub.user_id)
+        if sub.owner is not None and sub.limits is not None:
+            await self.check_key_capacity(sub.owner, sub.limits)
         job_id = new_job_id()
         audio_key = ""
         if sub.voice_id is not None:
-            await self._check_voice(sub.voice_id, sub.model)
+            # Another key's voice answers exactly like one that does not exist.
+            await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
+            await self._check_voice_blobs(sub.voice_id, sub.model)
         else:
             assert sub.audio_wav is not None, "a submission needs audio or a voice id"
             audio_key = upload_key(job_id)
@@ -102,7 +141,7 @@ class JobManager:
             idempotency_key=sub.idempotency_key,
             owner=sub.owner,
             callback_url=sub.callback_url,
-            extra={"params": dict(sub.params)} if sub.params else None,
+            extra=_job_extra(sub),
             model=sub.model,
             language=sub.language,
             kind=sub.kind,
@@ -126,13 +165,16 @@ class JobManager:
         if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
             for key in blobs:
                 await self._delete_quietly(key)
+            first = stored.extra.get("request_hash")
+            if sub.request_hash is not None and first is not None and first != sub.request_hash:
+                raise IdempotencyKeyReused(sub.idempotency_key or "")
             log_job("replayed", stored, idempotency_key=sub.idempotency_key)
             return stored
         log_job("submitted", stored, priority=stored.priority or None)
         self.metrics.submitted(self.settings.environment)
         return stored
 
-    async def _check_voice(self, voice_id: str, model: str) -> None:
+    async def _check_voice_blobs(self, voice_id: str, model: str) -> None:
         """A voice exists if its reference or its English conditionals do. Voices made before
         the family was served have no reference: they serve the English model only."""
         if await self._call(self.storage.exists, voice_reference_key(voice_id)):
@@ -165,6 +207,12 @@ class JobManager:
                 retry_after_s=10, per_user=True,
             )
 
+    async def check_key_capacity(self, owner: str, limits: KeyLimits) -> None:
+        """Per-key quotas: a client rotating user_id still cannot fill the queue."""
+        active = await self._call(self.store.count_key_jobs, owner=owner)
+        today = await self._call(self.store.count_key_jobs, owner=owner, since=self.clock() - 86_400.0)
+        check_key_load(key=owner, active=active, today=today, limits=limits, settings=self.settings)
+
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job:
@@ -178,8 +226,25 @@ class JobManager:
             self.store.list_jobs, status=JobStatus(status) if status else None, user_id=user_id, limit=limit
         )
 
-    async def stats(self, user_id: str | None = None) -> JobStats:
+    async def stats(self, user_id: str | None = None, owner: str | None = None) -> JobStats:
+        """Everyone's totals (or one user's); with `owner`, only that key's jobs."""
+        if owner is not None:
+            return await self._call(self.store.key_stats, owner=owner, user_id=user_id)
         return await self._call(self.store.stats, user_id=user_id)
+
+    async def queue_snapshot(self) -> JobStats:
+        """The active part of the queue for readiness checks, from indexed reads whose cost
+        grows with the jobs waiting or running, never with the table (a health probe must stay
+        cheap at any history size): pending and processing counts, the oldest pending job's
+        creation time and the oldest running job's start (in `extra`)."""
+        active = await self._call(self.store.count_active)
+        running = await self._call(self.store.list_jobs, status=JobStatus.PROCESSING, limit=1000)
+        oldest = await self._call(self.store.list_jobs, status=JobStatus.PENDING, limit=1)
+        started = min((j.started_at for j in running if j.started_at), default=None)
+        by_status = {JobStatus.PENDING.value: max(0, active - len(running)), JobStatus.PROCESSING.value: len(running)}
+        return JobStats(total=active, by_status=by_status, avg_processing_time=None, total_processing_time=0.0,
+                        oldest_pending_created_at=oldest[0].created_at if oldest else None,
+                        extra={"oldest_processing_started_at": started} if started is not None else {})
 
     async def read_result(self, job_id: str) -> bytes:
         job = await self.get(job_id)
@@ -229,11 +294,19 @@ class JobManager:
         )
 
     async def complete(self, job_id: str, *, lease_id: str, result: JobResult) -> Job:
+        now = self.clock()
+        # The voice is recorded before the job completes: a completed clone always has its
+        # voice's record (and owner), so reusing it is never refused for want of one.
+        voice = await self.record_new_voice(job_id, result)
         try:
-            job = await self._call(self.store.complete, job_id, lease_id=lease_id, result=result, now=self.clock())
+            job = await self._call(self.store.complete, job_id, lease_id=lease_id, result=result, now=now)
         except StaleLease:
+            await self.forget_voice_record(voice)
             log.warning("job=%s event=stale lease=%s: result of a late worker discarded", job_id, lease_id)
             raise
+        if job.updated_at != now:  # a retried call whose first reply was lost: already recorded
+            log_job("replayed", job, lease=lease_id)
+            return job
         log_job("completed", job, voice=job.voice_id, processing_s=job.processing_time, tokens=job.speech_tokens)
         self.metrics.completed(processing_s=job.processing_time or 0.0, speech_tokens=job.speech_tokens or 0,
                                audio_s=job.result_seconds or 0.0,
@@ -244,15 +317,19 @@ class JobManager:
     async def fail(
         self, job_id: str, *, lease_id: str, error: str, transient: bool, defer_s: float | None = None
     ) -> Job:
+        now = self.clock()
         job = await self._call(
             self.store.fail,
             job_id,
             lease_id=lease_id,
             error=error,
             transient=transient,
-            now=self.clock(),
+            now=now,
             defer_s=defer_s,
         )
+        if job.updated_at != now:  # a retried call whose first reply was lost: already recorded
+            log_job("replayed", job, lease=lease_id)
+            return job
         event = "retry" if job.status is JobStatus.PENDING else "failed"
         log_job(event, job, level=logging.WARNING, error=error,
                 retry_in_s=(job.next_attempt_at - self.clock()) if event == "retry" else None)
@@ -288,26 +365,68 @@ class JobManager:
     # --- webhooks -----------------------------------------------------------------------
 
     def _notify(self, job: Job) -> None:
-        """Call the job's callback URL in the background once it reached a final state."""
-        if not job.callback_url or not job.status.terminal or not self.settings.webhook_secret:
+        """The store wrote the webhook a final job owes (in its outbox); deliver it soon."""
+        if job.callback_url and job.status.terminal:
+            self._webhooks_due.set()
+
+    async def deliver_due_webhooks(self, *, limit: int = 64, lease_s: float = 2 * WEBHOOK_DEADLINE_S) -> int:
+        """Attempt every due outbox entry once (concurrently); returns how many were attempted."""
+        if self.outbox is None or not self.settings.webhook_secret:
+            return 0
+        from .webhooks import new_client
+
+        entries = await self._call(self.outbox.outbox_due, now=self.clock(), limit=limit, lease_s=lease_s)
+        if entries:
+            async with new_client(WEBHOOK_DEADLINE_S) as http:
+                await asyncio.gather(*(self._deliver(e, http) for e in entries))
+        return len(entries)
+
+    async def _deliver(self, entry: OutboxEntry, http: Any) -> None:
+        from .webhooks import deliver_once
+
+        job = await self._call(self.store.get, entry.job_id)
+        if job is None:  # the job is gone: nothing to announce
+            await self._call(self.outbox.outbox_settle, after_attempt(  # type: ignore[union-attr]
+                entry, delivered=False, retryable=False, error="job no longer exists", now=self.clock()))
             return
-        task = asyncio.get_running_loop().create_task(self._deliver(job))
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
-
-    async def _deliver(self, job: Job) -> None:
-        from .webhooks import deliver, event_payload
-
-        message_id, body = event_payload(job, job_view(job))
-        outcome = await deliver(job.callback_url or "", message_id, body, secret=self.settings.webhook_secret,
-                                allow_private=self.settings.webhook_allow_private)
-        level = logging.INFO if outcome.delivered else logging.WARNING
-        log_job("webhook", job, level=level, delivered=outcome.delivered, attempts=outcome.attempts,
-                status_code=outcome.status_code, error=outcome.error)
+        body = webhook_body(entry, job)
+        attempt = await deliver_once(entry.url, entry.webhook_id, body, secret=self.settings.webhook_secret,
+                                     allow_private=self.settings.webhook_allow_private,
+                                     deadline_s=WEBHOOK_DEADLINE_S, client=http)
+        settled = after_attempt(entry, delivered=attempt.delivered, retryable=attempt.retryable,
+                                error=attempt.error, now=self.clock())
+        await self._call(self.outbox.outbox_settle, settled)  # type: ignore[union-attr]
+        level = logging.INFO if attempt.delivered else logging.WARNING
+        log_job("webhook", job, level=level, webhook_id=entry.webhook_id, delivered=attempt.delivered,
+                attempt=settled.attempts, state=settled.state, status_code=attempt.status_code, error=attempt.error)
 
     async def drain_webhooks(self, timeout_s: float) -> None:
-        if self._deliveries:
-            await asyncio.wait(set(self._deliveries), timeout=timeout_s)
+        """Deliver what is due now, for up to `timeout_s` (tests, shutdown)."""
+        async def drain() -> None:
+            while await self.deliver_due_webhooks() > 0:
+                pass
+
+        try:
+            await asyncio.wait_for(drain(), timeout=timeout_s)
+        except asyncio.TimeoutError:
+            pass
+
+    async def deliver_webhooks_forever(self, interval_s: float) -> None:
+        """Deliver the outbox, forever: at once when a transition owed a webhook, else every
+        `interval_s` (retries come due, entries of a replica that died come back)."""
+        while True:
+            try:
+                if await self.deliver_due_webhooks() > 0:
+                    continue
+            except StoreUnavailable as err:
+                log.warning("webhook outbox: job store unavailable: %s", err)
+            except Exception:
+                log.exception("webhook delivery failed")
+            self._webhooks_due.clear()
+            try:
+                await asyncio.wait_for(self._webhooks_due.wait(), timeout=interval_s)
+            except asyncio.TimeoutError:
+                pass
 
     async def reap_forever(self, interval_s: float) -> None:
         """Return expired leases to the queue and refresh the queue gauges, forever. A store

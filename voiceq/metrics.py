@@ -27,6 +27,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "voiceq_audio_seconds_total": ("counter", "Seconds of audio generated", ()),
     "voiceq_gpu_nodes": ("gauge", "GPU worker nodes in the Ray cluster", ()),
     "voiceq_gpu_cost_dollars": ("gauge", "Cost so far of the GPU nodes alive now, at the configured hourly price", ()),
+    "voiceq_blobs_deleted_total": ("counter", "Users' audio removed from storage (kind: upload, result, voice) by "
+                                   "retention, voice deletion or erasure (reason)", ("reason", "kind")),
 }
 
 _BOUNDARIES = {
@@ -110,6 +112,10 @@ class Metrics:
     def gpu_fleet(self, nodes: int, cost_dollars: float) -> None:
         self._record("voiceq_gpu_nodes", nodes)
         self._record("voiceq_gpu_cost_dollars", cost_dollars)
+
+    def blobs_deleted(self, reason: str, kind: str, count: int) -> None:
+        if count:
+            self._record("voiceq_blobs_deleted_total", count, {"reason": reason, "kind": kind})
 
     def value(self, name: str, **tags: str) -> float | None:
         return self.values.get((name, tuple(sorted(tags.items()))))

@@ -34,6 +34,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from voiceq.billing import Billing
+
+# Ray's autoscaler destroys a droplet this long after its replica went (idle_timeout_minutes),
+# and the policy polls in between: an idle GPU is let go this long before its paid time ends.
+RELEASE_LEAD_S = 90.0
+
 
 class Reason(str, enum.Enum):
     """Why the fleet has the size it has (a stable code for logs and metrics)."""
@@ -51,6 +57,7 @@ class Reason(str, enum.Enum):
     IDLE_TIMEOUT = "idle_timeout"  # down to the standby: the queue stayed empty for idle_s
     WARM_STANDBY = "warm_standby"  # up to the standby floor
     STORE_UNAVAILABLE = "store_unavailable"  # hold: no fresh view of the queue
+    PREPAID = "prepaid"  # hold: idle, but the GPU's current billing increment is already paid
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,18 @@ class ScalingConfig:
     poll_interval_s: float = 5.0
     poll_timeout_s: float = 10.0
     stale_after_s: float = 60.0
+    # With a fleet of GPU sizes (voiceq.sizing): the wait a backlog should clear within, cold
+    # start included; the size choice meets it at the lowest cost per job.
+    wait_target_s: float = 300.0
+    # How the cloud bills a GPU's lifetime (voiceq.billing): DigitalOcean since January 2026,
+    # per second with a 60 s minimum; hourly is 3600/3600. An idle GPU whose current increment
+    # is paid for is kept until the increment nearly ends.
+    billing_increment_s: float = 1.0
+    billing_minimum_s: float = 60.0
+
+    @property
+    def billing(self) -> Billing:
+        return Billing(self.billing_increment_s, self.billing_minimum_s)
 
     def __post_init__(self) -> None:
         if self.min_jobs_to_start < 1:
@@ -98,10 +117,10 @@ class ScalingConfig:
             raise ValueError("max_replicas must be at least 1")
         if not 0 <= self.warm_standby <= self.max_replicas:
             raise ValueError("warm_standby must be between 0 and max_replicas")
-        for name in ("max_wait_s", "idle_s", "scale_in_s"):
+        for name in ("max_wait_s", "idle_s", "scale_in_s", "billing_minimum_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("poll_interval_s", "poll_timeout_s", "stale_after_s"):
+        for name in ("poll_interval_s", "poll_timeout_s", "stale_after_s", "wait_target_s", "billing_increment_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
@@ -179,6 +198,13 @@ class ScalingState:
     surplus_since: float | None = None
     # When the desired count last changed, and to what.
     last_change_at: float | None = None
+    # Since when the fleet has had GPUs (None: none wanted), for the billing increment.
+    fleet_since: float | None = None
+    # The last backlog seen and when, and the estimated arrival rate (jobs/s) from its growth:
+    # a fleet of sizes sizes for the jobs still coming, not only those already waiting.
+    last_backlog: int | None = None
+    last_backlog_at: float | None = None
+    inflow_per_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -248,10 +274,17 @@ def decide(
     def done(desired: int, code: Reason, reason: str, *,
              surplus_since: float | None = None) -> tuple[Decision, ScalingState]:
         decision = _decision(desired, current, code, reason, now, snapshot)
+        if desired == 0:
+            fleet_since = None
+        elif current == 0 or state.fleet_since is None:
+            fleet_since = state.fleet_since if (current and state.fleet_since is not None) else now
+        else:
+            fleet_since = state.fleet_since
         return decision, ScalingState(
             last_busy_at=last_busy_at,
             surplus_since=surplus_since,
             last_change_at=now if desired != current else state.last_change_at,
+            fleet_since=fleet_since,
         )
 
     if current < floor:
@@ -263,6 +296,12 @@ def decide(
             return done(floor, code, "queue empty" + (f"; warm standby of {floor}" if floor else ""))
         idle_for = max(0.0, now - last_busy_at)
         if idle_for >= config.idle_s:
+            since = state.fleet_since if state.fleet_since is not None else last_busy_at
+            paid = config.billing.paid_ahead_s(now - since)
+            if paid > RELEASE_LEAD_S:
+                return done(current, Reason.PREPAID,
+                            f"queue empty for {idle_for:.0f}s, but {paid:.0f}s of the GPU's billing increment"
+                            f" ({config.billing.describe()}) are paid; keeping {current}")
             return done(floor, Reason.IDLE_TIMEOUT,
                         f"queue empty for {idle_for:.0f}s (idle_s={config.idle_s:g}); down to {floor}")
         return done(current, Reason.COOLDOWN,

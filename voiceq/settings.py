@@ -89,6 +89,19 @@ class Settings:
 
     # Costs.
     gpu_hourly_price: float = 1.99
+    # A Ray cluster config whose GPU node types (price, jobs_per_s) make the fleet of sizes the
+    # queue policy chooses from (remote mode); unset: one inference deployment, any GPU.
+    fleet_config: str | None = None
+
+    # Voices and personal data (voiceq/voices.py). Retention: uploads and results older than
+    # this many days are swept (0: kept); voices stay until deleted.
+    retention_days: float = 0.0
+    retention_sweep_interval_s: float = 3600.0
+    require_consent: bool = False  # clone requests must carry a consent attestation
+    # Per API key (overridable per key in VOICEQ_API_KEYS): so that rotating user_id cannot fill
+    # the queue. 0: no daily bound.
+    max_active_jobs_per_key: int = 1000
+    max_jobs_per_day_per_key: int = 0
 
     def __post_init__(self) -> None:
         problems = settings_problems(self)
@@ -234,6 +247,8 @@ _AT_LEAST: dict[str, tuple[float, bool]] = {
     "max_text_chars": (1, True), "max_name_chars": (1, True), "inference_replicas": (1, True),
     "inference_num_cpus": (0, True), "max_active_jobs": (1, True), "max_active_jobs_per_user": (1, True),
     "gpu_hourly_price": (0, True),
+    "retention_days": (0, True), "retention_sweep_interval_s": (0, False), "max_active_jobs_per_key": (1, True),
+    "max_jobs_per_day_per_key": (0, True),
 }
 
 

@@ -45,6 +45,8 @@ class JobsApi(Protocol):
     async def claim(self, worker: WorkerInfo, *, limit: int, job_ids: Sequence[str] | None = None,
                     model: str | None = None) -> list[Job]: ...
 
+    async def get(self, job_id: str) -> Job: ...
+
     async def heartbeat(self, job_id: str, *, lease_id: str) -> Job: ...
 
     async def complete(self, job_id: str, *, lease_id: str, result: JobResult) -> Job: ...
@@ -288,12 +290,12 @@ class Worker:
                     audio_seconds=outcome.audio_seconds,
                     processing_time=round(elapsed, 3),
                     gpu_seconds=round(share, 3),
+                    models=(self.engine.info.name,),
                 )
                 await self._record(lambda: self.jobs.complete(job.job_id, lease_id=lease, result=result))
             except StaleLease:
                 if isinstance(outcome, Produced):
-                    keys = [outcome.result_key] + list(outcome.voice_blobs)
-                    await asyncio.to_thread(self._delete, keys)
+                    await self._discard(job.job_id, outcome)
             except Exception:
                 # Bookkeeping unreachable: the lease will expire and the job will run again.
                 log.exception("job=%s could not record its outcome; its lease will expire", job.job_id)
@@ -311,6 +313,24 @@ class Worker:
                 log.warning("recording an outcome failed (%s); retrying in %.2f s", err, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _discard(self, job_id: str, outcome: Produced) -> None:
+        """Remove a result the store did not take, except what the job's committed state points
+        to: a retried call can be refused after the first one committed (its reply was lost),
+        and deleting then would take a finished job's audio and voice. When the committed state
+        cannot be read, keep everything: an orphan blob is the lesser harm."""
+        # A new voice's blobs (its reference and this model's conditionals) go with it; a known
+        # voice's stay, even those this job prepared for its model (others may use them).
+        keys = [outcome.result_key] + (list(outcome.voice_blobs) if outcome.new_voice else [])
+        try:
+            committed = await self.jobs.get(job_id)
+        except Exception as err:
+            log.warning("job=%s could not read the committed state (%s); keeping %s", job_id, err, keys)
+            return
+        kept = {committed.result_key, committed.voice_key}
+        if committed.voice_id == outcome.voice_id:
+            kept.update(outcome.voice_blobs)
+        await asyncio.to_thread(self._delete, [k for k in keys if k not in kept])
 
     def _delete(self, keys: list[str]) -> None:
         for key in keys:

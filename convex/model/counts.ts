@@ -15,6 +15,20 @@ export function modelScope(model: string | undefined): string {
   return `model:${model ?? "chatterbox"}`;
 }
 
+/** One API key's jobs (quotas and the key's own /stats), and one user's under that key. */
+export function ownerScope(owner: string, userId?: string): string {
+  return userId === undefined ? `owner:${owner}` : `owner:${owner}|user:${userId}`;
+}
+
+function scopesOf(job: Job): string[] {
+  const scopes = [ALL_SCOPE, userScope(job.userId)];
+  if (job.owner !== undefined) {
+    scopes.push(ownerScope(job.owner), ownerScope(job.owner, job.userId));
+  }
+  scopes.push(modelScope(job.model));
+  return scopes;
+}
+
 export type Count = { count: number; processingTime: number; resultSeconds: number; gpuSeconds: number };
 
 /** What one job adds to the totals of the status it is in. */
@@ -64,16 +78,19 @@ async function adjust(
 /** Account for a job moving from `before` (null for a new job) to `after`: the status it leaves
  * loses what the job added to it, the status it enters gains the job's new contribution. */
 export async function recordTransition(ctx: MutationCtx, before: Job | null, after: Job): Promise<void> {
-  if (before !== null && before.status === after.status) {
+  // A job changes scope only when its user is erased (it then counts under the pseudonym).
+  if (before !== null && before.status === after.status && before.userId === after.userId) {
     return;
   }
   // Completed is terminal, so its sums only ever grow; a failed job can be requeued and leaves
   // the failed totals again.
   const entering = contribution(after);
-  for (const scope of [ALL_SCOPE, userScope(after.userId), modelScope(after.model)]) {
-    if (before !== null) {
+  if (before !== null) {
+    for (const scope of scopesOf(before)) {
       await adjust(ctx, scope, before.status, negate(contribution(before)));
     }
+  }
+  for (const scope of scopesOf(after)) {
     await adjust(ctx, scope, after.status, entering);
   }
 }

@@ -116,12 +116,21 @@ export function heartbeat(job: Job, args: { leaseId: string; leaseS: number; now
   return { ...job, leaseExpiresAt: args.now + args.leaseS, updatedAt: args.now };
 }
 
+/** This lease's outcome is already recorded (the first call committed; its reply was lost). */
+export function isReplay(job: Job, leaseId: string, statuses: JobStatus[]): boolean {
+  return job.lastLeaseId === leaseId && statuses.includes(job.status) && job.leaseId === undefined;
+}
+
 export function complete(job: Job, args: { leaseId: string; result: JobResult; now: number }): Job {
+  if (isReplay(job, args.leaseId, ["completed"])) {
+    return job;
+  }
   checkLease(job, args.leaseId);
   const r = args.result;
   return {
     ...job,
     status: "completed",
+    lastLeaseId: args.leaseId,
     leaseId: undefined,
     leaseExpiresAt: undefined,
     completedAt: args.now,
@@ -178,8 +187,11 @@ export function fail(
     deferS?: number;
   },
 ): Job {
+  if (isReplay(job, args.leaseId, ["pending", "failed"])) {
+    return job;
+  }
   checkLease(job, args.leaseId);
-  return retryOrFail(job, args);
+  return { ...retryOrFail(job, args), lastLeaseId: args.leaseId };
 }
 
 export function leaseExpired(job: Job, now: number): boolean {
@@ -201,6 +213,9 @@ export function expire(job: Job, args: { retry: RetryPolicy; now: number }): Job
 }
 
 export function cancel(job: Job, args: { now: number }): Job {
+  if (job.status === "cancelled") {
+    return job; // a retried cancel: the first one stands
+  }
   if (TERMINAL.has(job.status)) {
     throw jobError("InvalidTransition", `job ${job.jobId} is already ${job.status}`, job.jobId);
   }

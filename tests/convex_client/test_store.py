@@ -15,7 +15,7 @@ import convex_client.store as convex_store_module
 from convex_client import ConvexClient, ConvexFunctionError
 from convex_client.store import ConvexJobStore
 from tests.fakes import ConvexStandin
-from tests.fakes.convex_standin import start_convex_standin
+from tests.fakes.convex_standin import start_convex_standin, user_token
 from voiceq.connections import open_job_store
 from voiceq.errors import StoreUnavailable
 from voiceq.jobs import WorkerInfo, new_job, new_job_id
@@ -80,16 +80,23 @@ def test_without_a_key_internal_functions_are_not_found(fake_convex: ConvexStand
 def test_frontends_read_jobs_through_the_public_queries(store: ConvexJobStore, fake_convex: ConvexStandin) -> None:
     job = store.create(a_job(idempotency_key="k", owner="acme"))
     store.claim(worker=WORKER, limit=1, lease_s=30, now=1001.0)
-    with ConvexClient(fake_convex.url) as frontend:
+    with ConvexClient(fake_convex.url, auth_token=user_token({"sub": "user_1"})) as frontend:
         [seen] = frontend.query("voiceCloneJobs:getUserJobs", {"userId": "user_1"})
         assert seen["jobId"] == job.job_id and seen["status"] == "processing"
         assert seen["workerInfo"] == {"environment": "production", "gpuType": "rocm"}
         assert "leaseId" not in seen and "owner" not in seen and "idempotencyKey" not in seen
-        assert frontend.query("voiceCloneJobs:getPendingJobs", {"limit": 10}) == []
+        assert frontend.query("voiceCloneJobs:getPendingJobs", {"limit": 10}) == []  # operators only
         stats = frontend.query("voiceCloneJobs:getStats", {})
-        assert (stats["total"], stats["processing"]) == (1, 1)
+        assert (stats["userId"], stats["total"], stats["processing"]) == ("user_1", 1, 1)
         with pytest.raises(ConvexFunctionError, match="Could not find public function"):
             frontend.mutation("voiceCloneJobs:cancelJob", {"jobId": job.job_id, "now": 1002.0})
+    # Private views: without an identity, or as someone else, nothing.
+    for token in (None, user_token({"sub": "user_2"})):
+        with ConvexClient(fake_convex.url, auth_token=token) as stranger:
+            assert stranger.query("voiceCloneJobs:getUserJobs", {"userId": "user_1"}) == []
+            assert stranger.query("voiceCloneJobs:getJobStatus", {"jobId": job.job_id}) is None
+            stats = stranger.query("voiceCloneJobs:getStats", {"userId": "user_1"})
+            assert stats is None
 
 
 def test_an_outdated_deployment_says_to_deploy(store: ConvexJobStore, monkeypatch: pytest.MonkeyPatch) -> None:

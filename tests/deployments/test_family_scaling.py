@@ -53,7 +53,7 @@ def test_the_app_has_one_inference_deployment_per_served_model(tmp_path: Path) -
 
     app = compose(Settings(data_dir=tmp_path, models=ALL, autoscale=True))
     ingress = app._bound_deployment
-    by_model = ingress.init_args[3]
+    by_model = ingress.init_args[5]  # (settings, jobs, inference, wake, fleet, by_model)
     assert set(by_model) == set(ALL.split(","))
     names = {m: a._bound_deployment.name for m, a in by_model.items() if isinstance(a, Application)}
     assert names == {"chatterbox": "VoiceCloneInference",

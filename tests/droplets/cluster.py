@@ -47,6 +47,9 @@ TOKEN_ENV = "VOICEQ_E2E_DO_TOKEN"
 HEAD_TYPE = "head_cpu"
 WORKER_TYPE = "gpu_mi300x"
 WORKER_SIZE = "gpu-mi300x1-192gb"
+# A second, smaller GPU size (NVIDIA, CUDA): the fleet the queue policy chooses from.
+SMALL_TYPE = "gpu_rtx4000"
+SMALL_SIZE = "gpu-4000adax1-20gb"
 # What the droplet's metadata service answers, for the variables the user data reads from it.
 PRIVATE_IP = "127.0.0.1"
 
@@ -201,6 +204,8 @@ def cluster_config(fake: FakeDigitalOcean, gcs_port: int, *,
             "head_address": f"127.0.0.1:{gcs_port}",
             "cache_ttl_s": 0.5,
             "active_timeout_s": 120,
+            "billing": "per_second",
+            "prices": {WORKER_SIZE: 1.99, SMALL_SIZE: 0.76},
         },
         "auth": {"ssh_user": "root"},
         "head_node_type": HEAD_TYPE,
@@ -212,7 +217,7 @@ def cluster_config(fake: FakeDigitalOcean, gcs_port: int, *,
                 "max_workers": 0,
             },
             WORKER_TYPE: {
-                "resources": dict(worker_resources or {"CPU": 1, "GPU": 1}),
+                "resources": dict(worker_resources or {"CPU": 1, "GPU": 1, f"voiceq_node_{WORKER_TYPE}": 1}),
                 "labels": {"accelerator": "mi300x"},
                 "node_config": {
                     "size": WORKER_SIZE,
@@ -220,6 +225,21 @@ def cluster_config(fake: FakeDigitalOcean, gcs_port: int, *,
                     "gpu_runtime": "rocm",
                     "ray_executable": RAY,
                     "environment": {"CHATTERBOX_MODE": "remote"},
+                    "jobs_per_s": 2.7,
+                },
+                "min_workers": 0,
+                "max_workers": 1,
+            },
+            SMALL_TYPE: {
+                "resources": {"CPU": 1, "GPU": 1, f"voiceq_node_{SMALL_TYPE}": 1},
+                "labels": {"accelerator": "rtx4000ada"},
+                "node_config": {
+                    "size": SMALL_SIZE,
+                    "image": "gpu-h100x1-base",
+                    "gpu_runtime": "cuda",
+                    "ray_executable": RAY,
+                    "environment": {"CHATTERBOX_MODE": "remote"},
+                    "jobs_per_s": 0.7,
                 },
                 "min_workers": 0,
                 "max_workers": 1,
@@ -262,6 +282,11 @@ class LocalCluster:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def config_path(self) -> Path:
+        """The cluster config the head runs with (also the app's VOICEQ_FLEET_CONFIG)."""
+        return self.temp_dir / "cluster.yaml"
 
     @property
     def tag(self) -> str:

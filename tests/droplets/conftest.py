@@ -15,6 +15,8 @@ from tests.fakes.digitalocean import TOKEN, FakeDigitalOcean
 
 CLUSTER = "voiceq-test"
 TOKEN_ENV = "VOICEQ_TEST_DO_TOKEN"
+VPC_UUID = "0d3176ad-41e0-4021-b831-0c5c45c60959"
+VPC_RANGE = "10.124.0.0/20"
 
 GPU_NODE_CONFIG: dict[str, Any] = {
     "size": "gpu-mi300x1-192gb",
@@ -49,7 +51,7 @@ def provider_config(fake: FakeDigitalOcean, **overrides: Any) -> dict[str, Any]:
         "api_endpoint": fake.endpoint,
         "api_token_env": TOKEN_ENV,
         "api_token_file": None,
-        "vpc_uuid": "0d3176ad-41e0-4021-b831-0c5c45c60959",
+        "vpc_uuid": VPC_UUID,
         "ssh_keys": ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"],
         "head_address": "10.116.0.2:6379",
         "disable_node_updaters": True,
@@ -67,6 +69,7 @@ def provider_config(fake: FakeDigitalOcean, **overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def fake() -> Iterator[FakeDigitalOcean]:
     with FakeDigitalOcean(active_after_s=0.2) as server:
+        server.add_vpc(VPC_UUID, "atl1", VPC_RANGE)
         yield server
 
 
@@ -93,6 +96,7 @@ def make_provider(
 
     foreign = fake.foreign_ids
     assert not fake.touched_ids() & foreign, "a foreign droplet was touched"
+    assert not fake.touched_firewall_ids() & fake.foreign_firewall_ids, "a foreign firewall was touched"
     live_ids = {d["id"] for d in fake.live_droplets()}
     assert foreign <= live_ids, "a foreign droplet is gone"
     tag = cluster_tag(CLUSTER)

@@ -9,10 +9,12 @@ stops that Ray worker.
 
 - A plain Ray task asks for the GPU worker type's resources: one droplet is created, the task
   runs on it, and after the idle timeout the droplet is destroyed.
-- The voiceq app in production, remote mode: jobs submitted over HTTP make the queue policy
-  scale the inference deployment up from zero; its GPU replica makes the autoscaler create
-  one droplet; the replica runs there and completes the jobs; the empty queue scales the
-  deployment back to zero and the idle droplet is destroyed.
+- The voiceq app in production, remote mode, with a fleet of two GPU sizes (an MI300X and an
+  RTX 4000 node type, VOICEQ_FLEET_CONFIG = the cluster config): jobs submitted over HTTP make
+  the queue policy choose the size (two jobs: the small one) and scale that size's inference
+  deployment up from zero; its GPU replica makes the autoscaler create one droplet of that
+  size; the replica runs there and completes the jobs; the empty queue scales the deployment
+  back to zero and the idle droplet is destroyed. The large size is never started.
 
 Every process started here runs in its own session and is stopped by process group; nothing
 else on the machine is touched. Ports are picked free (several Ray clusters may share it).
@@ -34,8 +36,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.droplets.cluster import (REPO, WORKER_SIZE, WORKER_TYPE, LocalCluster, RayDriver, free_ports,
-                                    local_cluster)
+from tests.droplets.cluster import (REPO, SMALL_SIZE, SMALL_TYPE, WORKER_SIZE, LocalCluster, RayDriver,
+                                    free_ports, local_cluster)
 from tests.support.audio import decode_mp3, voice_file
 from voiceq.store.sqlite import SQLiteJobStore
 
@@ -47,7 +49,8 @@ DRIVER = textwrap.dedent(
     import json, os, sys, ray
     ray.init(address=sys.argv[1], log_to_driver=False)
 
-    @ray.remote(num_gpus=1, num_cpus=1)
+    # The MI300X type's own resource: of the cluster's two GPU sizes, this task wants that one.
+    @ray.remote(num_gpus=1, num_cpus=1, resources={"voiceq_node_gpu_mi300x": 1})
     def where():
         return {"droplet": os.environ.get("VOICEQ_DROPLET_ID"),
                 "instance": os.environ.get("RAY_CLOUD_INSTANCE_ID"),
@@ -190,7 +193,8 @@ def test_jobs_scale_a_gpu_droplet_up_from_zero_and_back(temp_dir: Path, checkpoi
         fake = cluster.fake
         driver = RayDriver(cluster, http_port=http_port, env=SCALING_ENV)
         phases.mark("head up, driver connected")
-        driver.call("deploy", settings=settings, timeout_s=240)
+        # The fleet of sizes comes from the cluster config the head runs with.
+        driver.call("deploy", settings={**settings, "fleet_config": str(cluster.config_path)}, timeout_s=240)
         cluster.wait_for(lambda: answers_ready(client), 120, "the app to answer /ready")
         phases.mark("app deployed")
 
@@ -217,7 +221,8 @@ def test_jobs_scale_a_gpu_droplet_up_from_zero_and_back(temp_dir: Path, checkpoi
         creates = fake.requests_to("POST /v2/droplets")
         assert len(creates) == 1, creates
         [worker_id] = creates[0].droplet_ids
-        assert creates[0].body["size"] == WORKER_SIZE
+        # Two jobs: the cheapest size per job that meets the wait target is the small GPU.
+        assert creates[0].body["size"] == SMALL_SIZE
         assert cluster.tag in fake.droplet(worker_id)["tags"]  # type: ignore[index]
         cluster.wait_for(lambda: cluster.booted == [worker_id] or cluster.boot_errors, 60, "the droplet to boot")
         assert cluster.booted == [worker_id] and not cluster.boot_errors, cluster.boot_errors
@@ -233,7 +238,7 @@ def test_jobs_scale_a_gpu_droplet_up_from_zero_and_back(temp_dir: Path, checkpoi
         node, replica = cluster.wait_for(replica_on_droplet, 180,
                                          "an inference replica on the droplet's Ray node")
         phases.mark("droplet joined the cluster; an inference replica was placed on it")
-        assert node["type"] == WORKER_TYPE and node["total"].get("GPU") == 1.0, node
+        assert node["type"] == SMALL_TYPE and node["total"].get("GPU") == 1.0, node
         assert replica["node_id"] == node["node_id"], (replica, node)
 
         def both_finished() -> list[dict[str, Any]] | None:
@@ -272,6 +277,8 @@ def test_jobs_scale_a_gpu_droplet_up_from_zero_and_back(temp_dir: Path, checkpoi
         # The policy logged its decisions with their reasons.
         log = controller_log(cluster)
         assert "scale event=up from=0 to=1 reason=min_jobs" in log, log[-3000:]
+        up = next(line for line in log.splitlines() if "scale event=up from=0 to=1 reason=min_jobs" in line)
+        assert f"size={SMALL_TYPE}" in up and "cheapest per job meeting" in up, up
         assert "scale event=down from=1 to=0 reason=idle_timeout" in log, log[-3000:]
 
         # No droplet comes back for the empty queue, none leaked, no foreign one touched.
@@ -279,6 +286,7 @@ def test_jobs_scale_a_gpu_droplet_up_from_zero_and_back(temp_dir: Path, checkpoi
         status = driver.call("status")
         assert live_replicas(status) == [] and status["pending_launches"] == 0, status
         assert len(fake.requests_to("POST /v2/droplets")) == 1
+        assert not [r for r in fake.requests_to("POST /v2/droplets") if r.body["size"] == WORKER_SIZE]
         assert {d["id"] for d in fake.live_droplets(cluster.tag)} == {cluster.head_id}
         assert fake.droplet(cluster.foreign_id) is not None
         assert not fake.touched_ids() & {cluster.foreign_id, cluster.head_id}

@@ -44,7 +44,8 @@ def test_ray_accepts_the_config(raw: dict[str, Any]) -> None:
     v2 = AutoscalingConfig(prepared)
     assert v2.get_idle_timeout_s() == 60
     assert v2.disable_node_updaters()
-    assert v2.get_node_resources("gpu_mi300x") == {"CPU": 20, "GPU": 1}
+    assert v2.get_node_resources("gpu_mi300x") == {"CPU": 20, "GPU": 1, "voiceq_node_gpu_mi300x": 1}
+    assert v2.get_node_resources("gpu_rtx4000") == {"CPU": 8, "GPU": 1, "voiceq_node_gpu_rtx4000": 1}
     assert v2.get_node_labels("gpu_mi300x") == {"accelerator": "mi300x"}
     assert v2.get_max_num_worker_nodes() == raw["max_workers"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -88,3 +89,15 @@ def test_the_command_line_lists_the_cluster_from_the_api(
     assert "$1.50" in out and "gpu_mi300x" in out
     monkeypatch.delenv("DO_API_TOKEN")
     assert main(["--cluster", "voiceq"]) == 2
+
+
+def test_cost_so_far_follows_the_billing_model() -> None:
+    from datetime import timedelta
+
+    from voiceq.billing import Billing
+
+    young = replace(GPU, id=9, created_at=NOW - timedelta(seconds=20))
+    [per_second] = lifecycle_rows([young], NOW)
+    assert per_second.cost_so_far_usd == pytest.approx(1.99 * 60 / 3600)  # the 60 s minimum
+    [hourly] = lifecycle_rows([young], NOW, billing=Billing.named("hourly"))
+    assert hourly.cost_so_far_usd == pytest.approx(1.99)

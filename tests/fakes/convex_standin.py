@@ -9,6 +9,7 @@ It needs `npm ci` to have been run at the repository root (Node 20+).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -29,6 +30,15 @@ SERVER = REPO / "tests" / "fakes" / "convex_standin" / "server.ts"
 TSX = REPO / "node_modules" / ".bin" / "tsx"
 
 
+def user_token(claims: dict) -> str:
+    """An unsigned JWT carrying these claims (`sub` is the user), for a frontend's identity
+    against the stand-in, which decodes but does not verify tokens."""
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
 class StandinError(RuntimeError):
     pass
 
@@ -45,9 +55,13 @@ class ConvexStandin:
         """Empty the database (a fresh in-memory backend), and clear injected faults."""
         httpx.post(f"{self.url}/_standin/reset", timeout=10).raise_for_status()
 
-    def inject_faults(self, *, status: int = 503, count: int = 1) -> None:
-        """Answer the next `count` API calls with HTTP `status` without running them."""
-        httpx.post(f"{self.url}/_standin/faults", json={"status": status, "count": count}, timeout=10).raise_for_status()
+    def inject_faults(self, *, status: int = 503, count: int = 1, after: bool = False, path: str | None = None) -> None:
+        """Answer the next `count` API calls (of function `path`, when given) with HTTP `status`:
+        without running them, or (`after`) once they ran: a reply lost after the commit."""
+        body: dict = {"status": status, "count": count, "after": after}
+        if path is not None:
+            body["path"] = path
+        httpx.post(f"{self.url}/_standin/faults", json=body, timeout=10).raise_for_status()
 
     @property
     def running(self) -> bool:

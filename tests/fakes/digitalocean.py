@@ -10,6 +10,12 @@ uses, so pydo, azure-core and our client run unmodified against it:
 - ``GET /v2/droplets/{id}`` -> 200 / 404; ``DELETE /v2/droplets/{id}`` -> 204 / 404;
   ``DELETE /v2/droplets?tag_name=`` -> 204
 - ``POST /v2/tags`` -> 201; ``POST|DELETE /v2/tags/{tag}/resources`` -> 204 / 404
+- ``GET|POST /v2/firewalls`` (list with ``links.pages``/``meta.total``; create -> 202
+  ``{"firewall"}``), ``GET|PUT|DELETE /v2/firewalls/{id}`` -> 200 / 204 / 404; rules are checked
+  as DigitalOcean does (protocol tcp/udp/icmp, ``ports`` a port, a range or "0"/"all" for tcp and
+  udp, every rule with at least one source or destination, addresses as IPs or CIDR ranges, tags
+  that exist, a name of letters, digits, '.' and '-')
+- ``GET /v2/vpcs`` and ``GET /v2/vpcs/{id}`` (a default VPC per region, and any `add_vpc`)
 - errors as ``{"id": "not_found", "message": ...}``; 401 without the bearer token; 422 on bad
   input; every reply carries ``ratelimit-limit|remaining|reset`` over a sliding window.
 
@@ -27,9 +33,11 @@ by a mutating request).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import threading
+import uuid
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +50,10 @@ TOKEN = "fake-do-token-0123456789abcdef"
 MAX_USER_DATA = 64 * 1024
 _TAG = re.compile(r"^[A-Za-z0-9:_-]{1,255}$")
 _NAME = re.compile(r"^[A-Za-z0-9.-]{1,255}$")
+_FIREWALL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$")
+_PORTS = re.compile(r"^(0|all|\d{1,5}|\d{1,5}-\d{1,5})$")
+_TARGET_KEYS = ("addresses", "droplet_ids", "load_balancer_uids", "kubernetes_ids", "tags")
+DEFAULT_VPC = "5a4981aa-9653-4bd1-bef5-d6bff52042e4"
 
 # Size catalogue: slug -> (vcpus, memory MiB, disk GB, $/hour, gpu model or None).
 SIZES: dict[str, tuple[int, int, int, float, str | None]] = {
@@ -52,6 +64,7 @@ SIZES: dict[str, tuple[int, int, int, float, str | None]] = {
     "gpu-mi300x1-192gb": (20, 245760, 720, 1.99, "amd_mi300x"),
     "gpu-h100x1-80gb": (20, 245760, 720, 3.39, "nvidia_h100"),
     "gpu-l40sx1-48gb": (8, 65536, 500, 1.57, "nvidia_l40s"),
+    "gpu-4000adax1-20gb": (8, 32768, 500, 0.76, "nvidia_rtx_4000_ada"),
 }
 
 
@@ -66,6 +79,7 @@ class Recorded:
     status: int
     at: float
     droplet_ids: tuple[int, ...] = ()
+    firewall_ids: tuple[str, ...] = ()
 
     @property
     def endpoint(self) -> str:
@@ -107,6 +121,8 @@ def endpoint_key(method: str, path: str) -> str:
     """``GET /v2/droplets/{id}``-style key for a request (ids and tag names abstracted)."""
     path = re.sub(r"^/v2/droplets/\d+", "/v2/droplets/{id}", path)
     path = re.sub(r"^/v2/tags/[^/]+", "/v2/tags/{tag}", path)
+    path = re.sub(r"^/v2/firewalls/[^/]+", "/v2/firewalls/{id}", path)
+    path = re.sub(r"^/v2/vpcs/[^/]+", "/v2/vpcs/{id}", path)
     return f"{method} {path}"
 
 
@@ -145,6 +161,10 @@ class FakeDigitalOcean:
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._firewalls: dict[str, dict[str, Any]] = {}
+        self._foreign_firewalls: set[str] = set()
+        self._vpcs: dict[str, dict[str, Any]] = {}
+        self.add_vpc(DEFAULT_VPC, "atl1", "10.116.0.0/20", default=True)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -245,6 +265,41 @@ class FakeDigitalOcean:
                 self._activate(droplet)
                 droplet.booted = True
             return int(droplet.data["id"])
+
+    def add_vpc(self, vpc_uuid: str, region: str, ip_range: str, *, default: bool = False) -> None:
+        with self._lock:
+            self._vpcs[vpc_uuid] = {
+                "id": vpc_uuid, "urn": f"do:vpc:{vpc_uuid}", "name": f"default-{region}" if default else vpc_uuid[:8],
+                "description": "", "region": region, "ip_range": ip_range, "default": default,
+                "created_at": _now_iso(),
+            }
+
+    def add_foreign_firewall(self, name: str, *, tags: tuple[str, ...] = (), inbound_port: str = "443") -> str:
+        """A firewall that is not ours (someone else's, maybe on our tag); never to be touched."""
+        with self._lock:
+            self._tags.update(tags)
+            firewall = self._new_firewall({
+                "name": name, "tags": list(tags), "droplet_ids": [],
+                "inbound_rules": [{"protocol": "tcp", "ports": inbound_port,
+                                   "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}],
+                "outbound_rules": [],
+            })
+            self._foreign_firewalls.add(firewall["id"])
+            return str(firewall["id"])
+
+    def firewalls(self, tag: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(json.dumps(f)) for f in self._firewalls.values()
+                    if tag is None or tag in f["tags"]]
+
+    @property
+    def foreign_firewall_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._foreign_firewalls)
+
+    def touched_firewall_ids(self) -> set[str]:
+        """Every firewall id named by a mutating request."""
+        return {i for r in self.mutations() for i in r.firewall_ids}
 
     # ---- inspection ----------------------------------------------------------------
 
@@ -508,7 +563,117 @@ class FakeDigitalOcean:
         match = re.fullmatch(r"/v2/tags/([^/]+)/resources", path)
         if match and method in ("POST", "DELETE"):
             return self._tag_resources(method, unquote(match.group(1)), body, record)
+        if path == "/v2/firewalls":
+            if method == "GET":
+                return self._page("firewalls", sorted(self._firewalls.values(), key=lambda f: f["created_at"] + f["id"]),
+                                  query, "/v2/firewalls?")
+            if method == "POST":
+                problem = self._check_firewall(body)
+                if problem:
+                    return 422, _error("unprocessable_entity", problem)
+                firewall = self._new_firewall(body)
+                record.firewall_ids = (firewall["id"],)
+                return 202, {"firewall": firewall}
+        match = re.fullmatch(r"/v2/firewalls/([^/]+)", path)
+        if match:
+            firewall_id = unquote(match.group(1))
+            if method in ("PUT", "DELETE"):
+                record.firewall_ids = (firewall_id,)
+            firewall = self._firewalls.get(firewall_id)
+            if firewall is None:
+                return 404, _default_error(404)
+            if method == "GET":
+                return 200, {"firewall": firewall}
+            if method == "DELETE":
+                del self._firewalls[firewall_id]
+                return 204, None
+            if method == "PUT":
+                problem = self._check_firewall(body)
+                if problem:
+                    return 422, _error("unprocessable_entity", problem)
+                firewall.update({k: json.loads(json.dumps(body.get(k) or [])) for k in
+                                 ("inbound_rules", "outbound_rules", "tags", "droplet_ids")})
+                firewall["name"] = body["name"]
+                return 200, {"firewall": firewall}
+        if path == "/v2/vpcs" and method == "GET":
+            return self._page("vpcs", list(self._vpcs.values()), query, "/v2/vpcs?")
+        match = re.fullmatch(r"/v2/vpcs/([^/]+)", path)
+        if match and method == "GET":
+            vpc = self._vpcs.get(unquote(match.group(1)))
+            return (200, {"vpc": vpc}) if vpc else (404, _default_error(404))
         return 404, _error("not_found", "The resource you were accessing could not be found.")
+
+    def _page(self, key: str, items: list[dict[str, Any]], query: dict[str, str], base_path: str) -> tuple[int, Any]:
+        try:
+            page = int(query.get("page", "1"))
+            per_page = min(int(query.get("per_page", "20")), self.max_per_page)
+        except ValueError:
+            return 400, _error("bad_request", "page and per_page must be integers")
+        if page < 1 or per_page < 1:
+            return 400, _error("bad_request", "page and per_page must be positive")
+        last = max(1, -(-len(items) // per_page))
+        pages: dict[str, str] = {}
+        base = self.endpoint + base_path
+        if page < last:
+            pages["next"] = base + urlencode({**query, "page": page + 1, "per_page": per_page})
+            pages["last"] = base + urlencode({**query, "page": last, "per_page": per_page})
+        chunk = items[(page - 1) * per_page : page * per_page]
+        return 200, {key: chunk, "links": {"pages": pages}, "meta": {"total": len(items)}}
+
+    def _new_firewall(self, body: dict[str, Any]) -> dict[str, Any]:
+        firewall = {
+            "id": str(uuid.uuid4()), "name": body["name"], "status": "succeeded", "created_at": _now_iso(),
+            "pending_changes": [], "inbound_rules": json.loads(json.dumps(body.get("inbound_rules") or [])),
+            "outbound_rules": json.loads(json.dumps(body.get("outbound_rules") or [])),
+            "droplet_ids": list(body.get("droplet_ids") or []), "tags": list(body.get("tags") or []),
+        }
+        for rule in firewall["inbound_rules"] + firewall["outbound_rules"]:
+            if rule.get("protocol") == "icmp":
+                rule["ports"] = "0"  # DigitalOcean answers "0" for ICMP
+            elif rule.get("ports") == "all":
+                rule["ports"] = "0"
+        self._firewalls[firewall["id"]] = firewall
+        return firewall
+
+    def _check_firewall(self, body: Any) -> str | None:
+        if not isinstance(body, dict):
+            return "the body must be a JSON object"
+        if not isinstance(body.get("name"), str) or not _FIREWALL_NAME.match(body["name"]):
+            return f"name {body.get('name')!r}: letters, digits, '.' and '-', starting with a letter or digit"
+        for tag in body.get("tags") or []:
+            if tag not in self._tags:
+                return f"tag {tag!r} does not exist"
+        for droplet_id in body.get("droplet_ids") or []:
+            droplet = self._droplets.get(droplet_id)
+            if droplet is None or droplet.destroyed:
+                return f"droplet {droplet_id} does not exist"
+        if not (body.get("inbound_rules") or body.get("outbound_rules")):
+            return "a firewall needs at least one rule"
+        for kind, where in (("inbound_rules", "sources"), ("outbound_rules", "destinations")):
+            for rule in body.get(kind) or []:
+                protocol = rule.get("protocol")
+                if protocol not in ("tcp", "udp", "icmp"):
+                    return f"{kind}: protocol must be tcp, udp or icmp, not {protocol!r}"
+                if protocol != "icmp":
+                    ports = str(rule.get("ports", ""))
+                    if not _PORTS.match(ports):
+                        return f"{kind}: ports {ports!r} must be a port, a range or 0 (all)"
+                    bounds = [int(p) for p in ports.split("-") if p.isdigit()]
+                    if any(p > 65535 for p in bounds):
+                        return f"{kind}: ports {ports!r} out of range"
+                target = rule.get(where) or {}
+                unknown = set(target) - set(_TARGET_KEYS)
+                if unknown or not any(target.get(k) for k in _TARGET_KEYS):
+                    return f"{kind}: each rule needs {where} ({', '.join(_TARGET_KEYS)})"
+                for address in target.get("addresses") or []:
+                    try:
+                        ipaddress.ip_network(address, strict=False)
+                    except ValueError:
+                        return f"{kind}: {address!r} is not an address or CIDR range"
+                for tag in target.get("tags") or []:
+                    if tag not in self._tags:
+                        return f"{kind}: tag {tag!r} does not exist"
+        return None
 
     def _list(self, query: dict[str, str]) -> tuple[int, Any]:
         kind = query.get("type")

@@ -3,6 +3,8 @@ the problem, nothing is stored, and the server stays healthy."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +14,7 @@ import pytest
 
 from tests.support.audio import voice_file
 from tests.support.server import VoiceqServer
+from tests.voiceq.test_audio_hostile import HOSTILE, wav_header
 from voiceq.audio import Clip, to_wav
 
 API = "/api/public/voice/onboarding"
@@ -109,6 +112,48 @@ CASES: dict[str, tuple[Callable[[httpx.Client], httpx.Response], int, str]] = {
     "wrong method": (lambda c: c.get(f"{API}/clone"), 405, "not allowed"),
 }
 
+# Hostile files with audio names (tests/voiceq/test_audio_hostile.py has the bytes): network
+# protocols, playlists, concat lists, archives, images, absurd headers. Each one is refused from
+# its first bytes or its header, before any decoding.
+HOSTILE_UPLOADS = {
+    "sdp session as audio": ("sdp", "v.mp3"),
+    "hls playlist as audio": ("hls playlist", "v.mp3"),
+    "m3u playlist as audio": ("m3u playlist", "v.wav"),
+    "ffconcat list as audio": ("ffconcat", "v.wav"),
+    "concat url list as audio": ("concat url", "v.ogg"),
+    "pls playlist as audio": ("pls playlist", "v.mp3"),
+    "rtsp url as audio": ("rtsp url text", "v.mp3"),
+    "zip archive named .wav": ("zip archive", "v.wav"),
+    "gzip named .mp3": ("gzip", "v.mp3"),
+    "jpeg named .mp3": ("jpeg image", "v.mp3"),
+    "gif named .wav": ("gif image", "v.wav"),
+    "pdf named .m4a": ("pdf", "v.m4a"),
+    "avi in a riff named .wav": ("avi in riff", "v.wav"),
+    "html named .webm": ("html", "v.webm"),
+}
+for _name, (_kind, _file) in HOSTILE_UPLOADS.items():
+    CASES[_name] = (post_form(audio=HOSTILE[_kind], name=_file), 415, "not an accepted format")
+CASES.update({
+    "wav with 65535 channels": (post_form(audio=wav_header(65_535, 8_000)), 415, "audio_file"),
+    "wav with 64 channels": (post_form(audio=wav_header(64, 24_000)), 415, "channels"),
+    "wav at 4 GHz": (post_form(audio=wav_header(1, 4_000_000_000)), 415, "audio_file"),
+    "wav at 1 Hz": (post_form(audio=wav_header(1, 1)), 415, "sample rate"),
+})
+
+
+def first_with_key(c: httpx.Client) -> None:
+    r = c.post(f"{API}/clone", headers={"Idempotency-Key": "reused-key-1"}, **form())
+    assert r.status_code == 200, r.text
+
+
+# name: (request, expected status, words, what runs first and may store)
+PREPARED: dict[str, tuple[Callable[[httpx.Client], httpx.Response], int, str, Callable[[httpx.Client], None]]] = {
+    "idempotency key reused with another body": (
+        lambda c: c.post(f"{API}/clone", headers={"Idempotency-Key": "reused-key-1"},
+                         **form(fields={"voice_name": "Another Voice"})),
+        422, "already used with a different request", first_with_key),
+}
+
 
 def stored(settings_data_dir: Path) -> tuple[int, int]:
     from voiceq.store.sqlite import SQLiteJobStore
@@ -124,16 +169,24 @@ def app(voiceq_server: VoiceqServer) -> VoiceqServer:
     return voiceq_server
 
 
-def test_there_are_at_least_thirty_distinct_cases() -> None:
-    assert len(CASES) >= 30
+def test_there_are_at_least_sixty_distinct_cases() -> None:
+    assert len(CASES) + len(PREPARED) >= 60
 
 
-@pytest.mark.parametrize("name", list(CASES))
+def health_s(c: httpx.Client) -> float:
+    started = time.monotonic()
+    assert c.get("/health").status_code == 200
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("name", list(CASES) + list(PREPARED))
 def test_bad_request_is_refused_clearly_and_stores_nothing(app: VoiceqServer, name: str) -> None:
-    request, status, words = CASES[name]
+    request, status, words, *prepare = CASES.get(name) or PREPARED[name]
     assert app.settings is not None
-    before = stored(Path(app.settings.data_dir))
     with app.client() as c:
+        for step in prepare:
+            step(c)
+        before = stored(Path(app.settings.data_dir))
         r = request(c)
         assert r.status_code == status, (name, r.status_code, r.text[:300])
         body = r.json()
@@ -141,6 +194,24 @@ def test_bad_request_is_refused_clearly_and_stores_nothing(app: VoiceqServer, na
         assert words in body["error"], body
         assert stored(Path(app.settings.data_dir)) == before
         assert c.get("/ready").status_code == 200
+        assert health_s(c) < 1.0
+
+
+def test_health_answers_within_a_second_while_hostile_files_arrive(app: VoiceqServer) -> None:
+    """Hostile uploads, a few at a time, while /health is asked every 0.1 s: it never waits."""
+    hostile = [CASES[n][0] for n in HOSTILE_UPLOADS] + [CASES["too long"][0], CASES["wav with 64 channels"][0]]
+    latencies: list[float] = []
+    def send(req: Callable[[httpx.Client], httpx.Response]) -> int:
+        with app.client(timeout=60) as own:
+            return req(own).status_code
+
+    with app.client() as c, ThreadPoolExecutor(4) as pool:
+        codes = [pool.submit(send, req) for req in hostile]
+        while not all(f.done() for f in codes):
+            latencies.append(health_s(c))
+            time.sleep(0.1)
+        assert all(400 <= f.result() < 500 for f in codes), [f.result() for f in codes]
+    assert latencies and max(latencies) < 1.0, max(latencies)
 
 
 def test_a_hostile_file_name_never_becomes_a_storage_path(app: VoiceqServer) -> None:

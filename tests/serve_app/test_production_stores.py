@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes import fake_convex, fake_convex_session, fake_s3  # noqa: F401 (fixtures)
 from convex_client.client import ConvexClient
-from tests.fakes.convex_standin import ConvexStandin, start_convex_standin
+from tests.fakes.convex_standin import ConvexStandin, start_convex_standin, user_token
 from tests.fakes.s3_server import S3Server
 from tests.support.audio import decode_mp3, voice_file
 from tests.support.server import VoiceqServer, wait_until
@@ -52,8 +52,9 @@ def test_jobs_in_convex_and_audio_in_s3_complete_end_to_end(voiceq_server: Voice
         redirect = c.get(f"{API}/jobs/{job_id}/audio")
         assert redirect.status_code == 307 and redirect.headers["location"].startswith(fake_s3.endpoint_url)
 
-    # The record is in Convex, readable by the frontend through the seed's public queries.
-    frontend = ConvexClient(fake_convex.url)  # no deploy key: what a browser can call
+    # The record is in Convex, readable by its user's frontend through the seed's public queries.
+    # No deploy key: what a browser can call, signed in as the user (private views).
+    frontend = ConvexClient(fake_convex.url, auth_token=user_token({"sub": "convex-user"}))
     try:
         jobs = frontend.query("voiceCloneJobs:getUserJobs", {"userId": "convex-user"})
         assert [j["jobId"] for j in jobs] == [job_id] and jobs[0]["status"] == "completed"

@@ -108,7 +108,10 @@ def test_cancelling_a_queued_job_and_backpressure_per_user(app: VoiceqServer) ->
         assert all(f["status"] in ("cancelled", "completed") for f in finals)
         assert any(f["status"] == "cancelled" for f in finals)
         again = c.delete(f"{API}/jobs/{ids[0]}", headers=auth("alice"))
-        assert again.status_code == 409 and "already" in again.json()["error"]
+        if finals[0]["status"] == "cancelled":  # a repeated cancel answers the cancelled job
+            assert again.status_code == 200 and again.json()["status"] == "cancelled"
+        else:
+            assert again.status_code == 409 and "already" in again.json()["error"]
         # With the flood's jobs finished, the user may submit again.
         assert submit(c, "alice", user="flood").status_code == 202
 
@@ -131,5 +134,5 @@ def test_webhooks_are_signed_and_called_when_a_job_finishes(app: VoiceqServer) -
         event = json.loads(got.body)
         assert event["type"] == "voice_clone.completed"
         assert event["data"]["jobId"] == job_id and event["data"]["voiceId"].startswith("voice_")
-        assert got.headers["webhook-id"] == f"{job_id}.completed"
+        assert got.headers["webhook-id"].startswith(f"{job_id}.completed.")  # one id per outcome
         assert KEYS["alice"] not in got.body.decode()

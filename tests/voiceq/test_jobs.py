@@ -49,8 +49,20 @@ def test_complete_needs_the_current_lease() -> None:
     assert done.status is JobStatus.COMPLETED and done.voice_id == RESULT.voice_id
     assert done.completed_at == 120 and done.processing_time == 1.5 and done.lease_id is None
     assert done.gpu_seconds == 0.375  # its share of the pass, apart from the wall time it waited
-    with pytest.raises(StaleLease):  # a second completion never overwrites the first
-        jobs.complete(done, lease_id="L1", result=RESULT, now=121)
+    # The same lease again (the first call's reply was lost): the recorded outcome, unchanged.
+    assert jobs.complete(done, lease_id="L1", result=RESULT, now=121) == done
+    with pytest.raises(StaleLease):  # another lease never overwrites it
+        jobs.complete(done, lease_id="L2", result=RESULT, now=121)
+
+
+def test_fail_is_idempotent_per_lease() -> None:
+    job = jobs.claim(pending(), lease_id="L1", lease_s=30, worker=W, now=110)
+    retry = jobs.fail(job, lease_id="L1", error="oom", transient=True, retry=RetryPolicy(), now=111)
+    assert retry.status is JobStatus.PENDING and retry.last_lease_id == "L1"
+    assert jobs.fail(retry, lease_id="L1", error="oom", transient=True, retry=RetryPolicy(), now=112) == retry
+    again = jobs.claim(retry.replace(next_attempt_at=0), lease_id="L2", lease_s=30, worker=W, now=113)
+    with pytest.raises(StaleLease):  # the old lease's duplicate cannot touch the new attempt
+        jobs.fail(again, lease_id="L1", error="oom", transient=True, retry=RetryPolicy(), now=114)
 
 
 def test_transient_failures_back_off_exponentially_then_give_up() -> None:
@@ -88,8 +100,7 @@ def test_cancel_and_operator_requeue() -> None:
     job = pending()
     cancelled = jobs.cancel(job, now=101)
     assert cancelled.status is JobStatus.CANCELLED
-    with pytest.raises(InvalidTransition):
-        jobs.cancel(cancelled, now=102)
+    assert jobs.cancel(cancelled, now=102) == cancelled  # a retried cancel: the first one stands
     with pytest.raises(InvalidTransition):
         jobs.requeue(cancelled, now=102)
     claimed = jobs.claim(pending(), lease_id="L", lease_s=30, worker=W, now=100)

@@ -153,7 +153,7 @@ def test_a_known_voice_skips_preparation(tmp_path: Path) -> None:
         first = await manager.submit(submission(0))
         await worker.run_once()
         voice_id = (await manager.get(first.job_id)).voice_id
-        again = await manager.submit(Submission(user_id="u", voice_name="again", sample_text="More words.",
+        again = await manager.submit(Submission(user_id="user0", voice_name="again", sample_text="More words.",
                                                 voice_id=voice_id))
         worker.voices = worker.voices.__class__()  # cold memory cache: the voice comes from storage
         await worker.run_once()

@@ -49,7 +49,7 @@ def test_each_model_runs_its_own_jobs_and_one_voice_serves_every_model(tmp_path:
         assert await workers["chatterbox-turbo"].run_once() == 1
         done = await manager.get(first.job_id)
         voice = done.voice_id
-        later = [await manager.submit(Submission(user_id="u", voice_name="v", sample_text="Hi.", voice_id=voice,
+        later = [await manager.submit(Submission(user_id="user1", voice_name="v", sample_text="Hi.", voice_id=voice,
                                                  model=model, language=language))
                  for model, language in [("chatterbox", None), ("chatterbox-multilingual", "fr"),
                                          ("chatterbox-multilingual", "de"), ("chatterbox-turbo", None)]]
@@ -81,14 +81,16 @@ def test_a_model_not_served_is_refused_at_submission_and_old_voices_serve_englis
         with pytest.raises(InvalidInput) as err:
             await manager.submit(submission(1, model="chatterbox-multilingual", language="fr"))
         assert err.value.field == "model"
-        # A voice from before the family: English conditionals only, no reference clip.
+        # A voice from before the family (and the library): English conditionals only, no
+        # reference clip; such voices answer to admin keys.
         old = "voice_" + "ab" * 8
         manager.storage.put(voice_key(old), b"conds", content_type="application/octet-stream")
-        english = await manager.submit(Submission(user_id="u", voice_name="v", sample_text="Hi.", voice_id=old))
+        english = await manager.submit(Submission(user_id="u", voice_name="v", sample_text="Hi.", voice_id=old,
+                                                  admin=True))
         assert english.voice_id == old
         with pytest.raises(InvalidInput) as err:
             await manager.submit(Submission(user_id="u", voice_name="v", sample_text="Hi.", voice_id=old,
-                                            model="chatterbox-turbo"))
+                                            model="chatterbox-turbo", admin=True))
         assert err.value.status_code == 409 and "reference" in err.value.message
 
     asyncio.run(scenario())

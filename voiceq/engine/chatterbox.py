@@ -27,6 +27,7 @@ import torch
 
 from ..audio import Clip, to_wav
 from ..models import CHATTERBOX
+from .budget import chunk_budgets
 from .base import ConversionRequest, EngineInfo, GenerationParams, Synthesis, SynthesisRequest
 from .loading import load_model, pick_device
 from .s3gen_batch import S3GenJob
@@ -199,12 +200,14 @@ class ChatterboxEngine:
         )
         hp = self.model.t3.hp
         rows = []
+        # The cap is the job's: its chunks share it (budget.py).
+        budgets = chunk_budgets(self.cap_for(p), [speech_token_estimate(c) for c in chunks])
         for k, chunk in enumerate(chunks):
             framed = self.frame(self.text_tokens(chunk, req.language)[0].cpu())  # (T,)
             if framed.numel() > hp.max_text_tokens:
                 raise ValueError(f"a text chunk is too long for the model ({framed.numel()} tokens)")
             rows.append(T3Row(cond=cond, text_tokens=framed, sampling=sampling,
-                              max_new_tokens=self.cap_for(p), seed=derive_seed(seed, k, "t3")))
+                              max_new_tokens=budgets[k], seed=derive_seed(seed, k, "t3")))
         s3_seeds = [derive_seed(seed, k, "s3gen") for k in range(len(chunks))]
         return JobPlan(index=index, voice=voice, rows=rows, s3gen_seeds=s3_seeds)
 
@@ -217,8 +220,8 @@ class ChatterboxEngine:
         return RequestCost(
             chunks=len(chunks),
             model_rows=per_row * len(chunks),
-            max_speech_tokens=cap * len(chunks),
-            expected_speech_tokens=sum(min(cap, speech_token_estimate(c)) for c in chunks),
+            max_speech_tokens=cap,
+            expected_speech_tokens=min(cap, sum(speech_token_estimate(c) for c in chunks)),
         )
 
     # --- stages ---------------------------------------------------------------------------

@@ -18,6 +18,17 @@ def check_key(key: str) -> str:
     return key
 
 
+_PREFIX_RE = re.compile(r"^[a-z]+/[A-Za-z0-9_-]+$")
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix names one thing's blobs (`voices/<voice_id>`, `results/<job_id>`): never a
+    whole folder, so a bug cannot empty the bucket."""
+    if not _PREFIX_RE.match(prefix):
+        raise ValueError(f"invalid blob prefix {prefix!r}")
+    return prefix
+
+
 def upload_key(job_id: str) -> str:
     return check_key(f"uploads/{job_id}.wav")
 
@@ -30,6 +41,16 @@ def result_key(job_id: str, lease_id: str) -> str:
 
 def voice_key(voice_id: str) -> str:
     return check_key(f"voices/{voice_id}.pt")
+
+
+def voice_prefix(voice_id: str) -> str:
+    """Every blob of a voice (its conditionals, one per model) starts with this."""
+    return check_prefix(f"voices/{voice_id}")
+
+
+def results_prefix(job_id: str) -> str:
+    """Every attempt's result of a job starts with this."""
+    return check_prefix(f"results/{job_id}")
 
 
 # One voice, every model: the reference clip each model prepares its own conditionals from,
@@ -61,6 +82,14 @@ class BlobStorage(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None: ...
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        """Every key that starts with `prefix` (see `check_prefix`), sorted."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key that starts with `prefix`; how many there were. Idempotent."""
+        ...
 
     def presigned_url(self, key: str, *, expires_s: int = 3600) -> str | None:
         """A URL a client can fetch the blob from directly, or None when the backend has none

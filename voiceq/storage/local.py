@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BlobNotFound, StorageUnavailable
-from .base import check_key
+from .base import check_key, check_prefix
 
 
 class LocalBlobStorage:
@@ -55,6 +55,23 @@ class LocalBlobStorage:
             self._path(key).unlink(missing_ok=True)
         except OSError as err:
             raise StorageUnavailable(f"cannot delete {key}: {err}") from err
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        folder = check_prefix(prefix).split("/", 1)[0]
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        try:
+            found = [p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()]
+        except OSError as err:
+            raise StorageUnavailable(f"cannot list {prefix}: {err}") from err
+        return sorted(k for k in found if k.startswith(prefix) and not k.rsplit("/", 1)[-1].startswith(".tmp-"))
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list_prefix(prefix)
+        for key in keys:
+            self.delete(key)
+        return len(keys)
 
     def presigned_url(self, key: str, *, expires_s: int = 3600) -> str | None:
         return None

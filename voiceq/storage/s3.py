@@ -25,7 +25,7 @@ from botocore.exceptions import (
 
 from ..errors import BlobNotFound, StorageUnavailable
 from ..settings import Settings
-from .base import check_key
+from .base import check_key, check_prefix
 
 _MISSING_BUCKET = {"NoSuchBucket"}
 _BAD_CREDENTIALS = {
@@ -218,6 +218,29 @@ class S3BlobStorage:
             self._s3.delete_object(Bucket=self.bucket, Key=object_key)
         except (ClientError, BotoCoreError) as err:
             raise self._unavailable(f"delete {key}", err) from err
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        start = self.prefix + check_prefix(prefix)
+        keys: list[str] = []
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+                keys += [obj["Key"][len(self.prefix):] for obj in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as err:
+            raise self._unavailable(f"list {prefix}", err) from err
+        return sorted(keys)
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list_prefix(prefix)
+        for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            chunk = [{"Key": self.prefix + k} for k in keys[i:i + 1000]]
+            try:
+                reply = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+            except (ClientError, BotoCoreError) as err:
+                raise self._unavailable(f"delete {prefix}", err) from err
+            if reply.get("Errors"):
+                first = reply["Errors"][0]
+                raise StorageUnavailable(f"cannot delete {first.get('Key')} in the {self._where}: {first.get('Code')}")
+        return len(keys)
 
     def presigned_url(self, key: str, *, expires_s: int = 3600) -> str | None:
         object_key = self._object_key(key)

@@ -18,7 +18,10 @@ from typing import Callable, Iterator, Sequence
 from .. import jobs as transitions
 from ..errors import JobNotFound, StoreUnavailable
 from ..jobs import Job, JobResult, JobStatus, RetryPolicy, WorkerInfo
+from ..private_files import private_dir, private_file
 from .base import JobStats, model_breakdown
+from .sqlite_library import LIBRARY_SCHEMA, SQLiteLibrary
+from .sqlite_outbox import OUTBOX_SCHEMA, SQLiteOutbox, enqueue_webhook
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,6 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS jobs_by_status_created ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs (status, lease_expires_at);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency
@@ -46,7 +50,7 @@ _MODEL_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_model_status ON jobs (model, 
 _ACTIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
 
 
-class SQLiteJobStore:
+class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
     def __init__(
         self,
         path: str | Path,
@@ -59,10 +63,11 @@ class SQLiteJobStore:
         self.retry = retry
         self.aging_s = aging_s
         self._busy_timeout_s = busy_timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        private_file(self.path)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + LIBRARY_SCHEMA + OUTBOX_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
             if "model" not in columns:
                 conn.execute(_MODEL_COLUMN)
@@ -127,8 +132,10 @@ class SQLiteJobStore:
 
     def _update(self, job_id: str, change: Callable[[Job], Job]) -> Job:
         with self._write() as conn:
-            job = change(self._load(conn, job_id))
+            before = self._load(conn, job_id)
+            job = change(before)
             self._put(conn, job)
+            enqueue_webhook(conn, before, job)
             return job
 
     # --- JobStore -----------------------------------------------------------------------
@@ -226,6 +233,7 @@ class SQLiteJobStore:
             expired = [transitions.expire(Job.from_dict(json.loads(r[0])), retry=self.retry, now=now) for r in rows]
             for job in expired:
                 self._put(conn, job)
+                enqueue_webhook(conn, None, job)
             return expired
 
     def cancel(self, job_id: str, *, now: float) -> Job:

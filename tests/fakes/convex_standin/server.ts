@@ -12,12 +12,14 @@
 //     4xx/5xx {"code": "...", "message": "..."} for everything else (bad key, bad request)
 //
 // Auth: `Authorization: Convex <admin key>` may call internal functions; no header or a
-// `Bearer` token only public ones. Started with CONVEX_STANDIN_ADMIN_KEY set, any other admin
+// `Bearer <jwt>` only public ones, the latter as the user the token's claims name (not
+// verified: see identityOf). Started with CONVEX_STANDIN_ADMIN_KEY set, any other admin
 // key is refused with 401.
 //
 // Test controls (not part of Convex's API): POST /_standin/reset empties the database;
 // POST /_standin/faults {"status": 503, "count": 2} answers the next two API calls with that
-// status without running them.
+// status without running them; with "after": true it runs them first (the reply is lost after
+// the mutation committed), and "path": "module:function" limits it to that function.
 //
 // Usage: tsx tests/fakes/convex_standin/server.ts [--port N] [--host H]
 // Prints one JSON line {"url": ..., "port": ...} on stdout once it listens. Exits when
@@ -100,7 +102,10 @@ async function main(): Promise<void> {
   const adminKey = process.env.CONVEX_STANDIN_ADMIN_KEY || null;
   const schema = await loadSchema();
   let backend = convexTest(schema, modules);
-  let faults: { status: number; count: number } = { status: 503, count: 0 };
+  // `after`: run the call, then answer the fault (a reply lost after the mutation committed);
+  // `path`: only calls of that function count.
+  type Faults = { status: number; count: number; after: boolean; path?: string };
+  let faults: Faults = { status: 503, count: 0, after: false };
 
   function callerIsAdmin(req: IncomingMessage): boolean {
     const header = req.headers.authorization;
@@ -111,7 +116,7 @@ async function main(): Promise<void> {
       }
       return true;
     }
-    if (header.startsWith("Bearer ")) return false; // a user's JWT: public functions only
+    if (header.startsWith("Bearer ")) return false; // a user's JWT: public functions only, as that user
     throw new HttpError(401, "BadAuthHeader", "Authorization header must be 'Convex <key>' or 'Bearer <token>'");
   }
 
@@ -135,8 +140,30 @@ async function main(): Promise<void> {
     }
   }
 
+  // A user's identity from `Authorization: Bearer <jwt>`. A deployment checks the token's
+  // signature against the provider in auth.config.ts; the stand-in only decodes its claims
+  // (tests make unsigned tokens), then maps them the way Convex does (sub -> subject).
+  function identityOf(req: IncomingMessage): Record<string, unknown> | null {
+    const header = req.headers.authorization;
+    if (header === undefined || !header.startsWith("Bearer ")) return null;
+    const parts = header.slice("Bearer ".length).trim().split(".");
+    let claims: Record<string, unknown>;
+    try {
+      claims = JSON.parse(Buffer.from(parts[1] ?? "", "base64url").toString("utf8"));
+    } catch {
+      throw new HttpError(401, "InvalidAuthHeader", "Could not parse the JWT in the Authorization header");
+    }
+    const { sub, iss, ...rest } = claims;
+    if (typeof sub !== "string") {
+      throw new HttpError(401, "InvalidAuthHeader", "The JWT has no subject (sub)");
+    }
+    const issuer = typeof iss === "string" ? iss : "https://standin.invalid";
+    return { ...rest, subject: sub, issuer, tokenIdentifier: `${issuer}|${sub}` };
+  }
+
   async function call(kind: Kind, req: IncomingMessage): Promise<[number, unknown]> {
     const admin = callerIsAdmin(req);
+    const identity = identityOf(req);
     let body: { path?: unknown; args?: unknown; format?: unknown };
     try {
       body = JSON.parse(await readBody(req));
@@ -154,7 +181,8 @@ async function main(): Promise<void> {
     if (typeof rawArgs !== "object" || rawArgs === null || Array.isArray(rawArgs)) {
       throw new HttpError(400, "BadJsonBody", "`args` must be an object");
     }
-    if (faults.count > 0) {
+    const faulty = faults.count > 0 && (faults.path === undefined || faults.path === body.path);
+    if (faulty && !faults.after) {
       faults.count -= 1;
       throw new HttpError(faults.status, "InjectedFault", `injected fault (HTTP ${faults.status})`);
     }
@@ -162,14 +190,22 @@ async function main(): Promise<void> {
       await resolveFunction(body.path, kind, admin);
       const args = jsonToConvex(rawArgs as any) as Record<string, Value>;
       const ref = makeFunctionReference<any>(body.path) as any;
+      const caller = identity === null ? backend : backend.withIdentity(identity as Parameters<typeof backend.withIdentity>[0]);
       const value =
         kind === "query"
-          ? await backend.query(ref, args)
+          ? await caller.query(ref, args)
           : kind === "mutation"
-            ? await backend.mutation(ref, args)
-            : await backend.action(ref, args);
+            ? await caller.mutation(ref, args)
+            : await caller.action(ref, args);
+      if (faulty && faults.after) {
+        faults.count -= 1;
+        throw new HttpError(faults.status, "InjectedFault", `injected fault after the call ran (HTTP ${faults.status})`);
+      }
       return [200, { status: "success", value: convexToJson(value === undefined ? null : (value as Value)), logLines: [] }];
     } catch (err) {
+      if (err instanceof HttpError) {
+        throw err;
+      }
       if (err instanceof FunctionError) {
         return [200, { status: "error", errorMessage: err.message, logLines: [] }];
       }
@@ -190,12 +226,17 @@ async function main(): Promise<void> {
       const route = url.pathname.replace(/\/+$/, "");
       if (req.method === "POST" && route === "/_standin/reset") {
         backend = convexTest(schema, modules);
-        faults = { status: 503, count: 0 };
+        faults = { status: 503, count: 0, after: false };
         return send(res, 200, { ok: true });
       }
       if (req.method === "POST" && route === "/_standin/faults") {
         const body = JSON.parse((await readBody(req)) || "{}");
-        faults = { status: Number(body.status ?? 503), count: Number(body.count ?? 1) };
+        faults = {
+          status: Number(body.status ?? 503),
+          count: Number(body.count ?? 1),
+          after: Boolean(body.after ?? false),
+          path: typeof body.path === "string" ? body.path : undefined,
+        };
         return send(res, 200, { ok: true });
       }
       if (req.method === "GET" && route === "/version") {

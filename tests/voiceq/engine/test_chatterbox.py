@@ -51,8 +51,8 @@ def test_a_mixed_batch_completes_around_its_failing_jobs(engine, voices, monkeyp
     assert isinstance(bad_voice, (IndexError, RuntimeError))
     assert isinstance(chunked, Synthesis) and isinstance(unguided, Synthesis)
 
-    # Two chunks of at most 3 tokens each, joined with a pause.
-    assert 2 <= chunked.speech_tokens <= 6
+    # Two chunks sharing the job's cap of 3 tokens, joined with a pause.
+    assert 2 <= chunked.speech_tokens <= 3
     assert len(chunked.samples) == expected_samples(voices[0], chunked.speech_tokens, chunks=2)
     assert 1 <= unguided.speech_tokens <= 3
     assert len(unguided.samples) == expected_samples(voices[1], unguided.speech_tokens, chunks=1)
@@ -76,13 +76,15 @@ def test_plans_chunk_the_text_and_seed_each_chunk(engine, voices, monkeypatch):
                            GenerationParams(seed=9, max_speech_tokens=20, temperature=0.7))
     plan = engine.plan(0, req)
     assert len(plan.rows) == 2
-    assert all(r.max_new_tokens == engine.cap_for(req.params) == 20 for r in plan.rows)
+    # The job's cap is shared by its chunks, not granted to each (budget.py).
+    assert sum(r.max_new_tokens for r in plan.rows) == engine.cap_for(req.params) == 20
+    assert all(r.max_new_tokens >= 1 for r in plan.rows)
     assert all(r.sampling.temperature == 0.7 for r in plan.rows)
     seeds = [r.seed for r in plan.rows] + plan.s3gen_seeds
     assert len(set(seeds)) == 4
     assert engine.plan(0, req).rows[1].seed == plan.rows[1].seed  # seeded jobs are reproducible
     cost = engine.request_cost(req)
-    assert (cost.chunks, cost.model_rows, cost.max_speech_tokens) == (2, 4, 40)
+    assert (cost.chunks, cost.model_rows, cost.max_speech_tokens) == (2, 4, 20)
     assert 0 < cost.expected_speech_tokens <= 40
     unseeded = SynthesisRequest("u", voices[0], "Hi.", GenerationParams())
     assert engine.plan(0, unseeded).rows[0].seed != engine.plan(0, unseeded).rows[0].seed
