@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from voiceq.errors import JobNotFound, StoreUnavailable, VoiceNotFound
+from voiceq.errors import JobNotFound, VoiceNotFound
 from voiceq.jobs import Job, JobStatus
 from voiceq.store.base import JobStats
 from voiceq.voices import Consent, Erasure, Voice, erased_user_id
 
-from .client import ConvexClient, Kind
+from .calls import ConvexCalls
 from .documents import job_from_document
-from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, ConvexUnavailable
 
 MODULE = "voices"
 SCRUB_BATCH = 100  # jobs per scrub mutation (Convex writes at most 16,000 documents per call)
@@ -65,61 +64,45 @@ def _owner_args(owner: str | None) -> dict[str, Any]:
     return {} if owner is None else {"owner": owner}
 
 
-class ConvexLibrary:
-    """Mixed into `ConvexJobStore`, whose `client` it uses."""
+class ConvexLibrary(ConvexCalls):
+    """The voice library's functions (convex/voices.ts), mixed into `ConvexJobStore`."""
 
-    client: ConvexClient
     _sweep_since: float = 0.0
-
-    def _lib(self, kind: Kind, name: str, args: Mapping[str, Any], *, idempotent: bool = False,
-             module: str = MODULE) -> Any:
-        from .store import _function_error
-
-        try:
-            return self.client.call(kind, f"{module}:{name}", args, idempotent=idempotent or kind == "query")
-        except ConvexFunctionError as err:
-            raise _function_error(err) from err
-        except ConvexAuthError as err:
-            raise StoreUnavailable(f"Convex refused the deploy key: {err.message}") from err
-        except ConvexRequestError as err:
-            raise StoreUnavailable(str(err)) from err
-        except ConvexUnavailable as err:
-            raise StoreUnavailable(f"Convex not reachable: {err.message}") from err
 
     # --- voices -------------------------------------------------------------------------
 
     def put_voice(self, voice: Voice) -> Voice:
-        return voice_from_document(self._lib("mutation", "putVoice", {"voice": voice_to_document(voice)},
-                                             idempotent=True))
+        return voice_from_document(self._call("mutation", "putVoice", {"voice": voice_to_document(voice)},
+                                             idempotent=True, module=MODULE))
 
     def get_voice(self, voice_id: str) -> Voice | None:
-        doc = self._lib("query", "getVoice", {"voiceId": voice_id})
+        doc = self._call("query", "getVoice", {"voiceId": voice_id}, module=MODULE)
         return voice_from_document(doc) if doc is not None else None
 
     def voice_of_job(self, job_id: str) -> Voice | None:
-        doc = self._lib("query", "voiceOfJob", {"jobId": job_id})
+        doc = self._call("query", "voiceOfJob", {"jobId": job_id}, module=MODULE)
         return voice_from_document(doc) if doc is not None else None
 
     def list_voices(self, *, user_id: str, owner: str | None, any_owner: bool = False,
                     limit: int = 100) -> list[Voice]:
         args = {"userId": user_id, "anyOwner": any_owner, "limit": int(limit), **_owner_args(owner)}
-        return [voice_from_document(d) for d in self._lib("query", "listVoices", args)]
+        return [voice_from_document(d) for d in self._call("query", "listVoices", args, module=MODULE)]
 
     def rename_voice(self, voice_id: str, name: str, *, now: float) -> Voice:
-        doc = self._lib("mutation", "renameVoice", {"voiceId": voice_id, "name": name, "now": float(now)},
-                        idempotent=True)
+        doc = self._call("mutation", "renameVoice", {"voiceId": voice_id, "name": name, "now": float(now)},
+                        idempotent=True, module=MODULE)
         if doc is None:
             raise VoiceNotFound(voice_id)
         return voice_from_document(doc)
 
     def delete_voice(self, voice_id: str) -> bool:
-        return bool(self._lib("mutation", "deleteVoice", {"voiceId": voice_id}, idempotent=True))
+        return bool(self._call("mutation", "deleteVoice", {"voiceId": voice_id}, idempotent=True, module=MODULE))
 
     # --- erasure ------------------------------------------------------------------------
 
     def user_jobs(self, *, user_id: str, owner: str | None, limit: int = 500) -> list[Job]:
         args = {"userId": user_id, "limit": int(limit), **_owner_args(owner)}
-        return [job_from_document(d) for d in self._lib("query", "userJobs", args)]
+        return [job_from_document(d) for d in self._call("query", "userJobs", args, module=MODULE)]
 
     def scrub_jobs(self, job_ids: Sequence[str], *, now: float) -> int:
         # The pseudonym depends on each job's owner and user: group by them.
@@ -130,25 +113,25 @@ class ConvexLibrary:
         changed = 0
         for pseudonym, ids in groups.items():
             for i in range(0, len(ids), SCRUB_BATCH):
-                changed += int(self._lib("mutation", "scrubJobs", {
+                changed += int(self._call("mutation", "scrubJobs", {
                     "jobIds": ids[i:i + SCRUB_BATCH], "erasedUserId": pseudonym, "now": float(now)},
-                    idempotent=True))
+                    idempotent=True, module=MODULE))
         return changed
 
     def begin_erasure(self, *, owner: str | None, user_id: str, now: float) -> Erasure:
-        doc = self._lib("mutation", "beginErasure", {"owner": owner or "", "userId": user_id, "now": float(now)},
-                        idempotent=True)
+        doc = self._call("mutation", "beginErasure", {"owner": owner or "", "userId": user_id, "now": float(now)},
+                        idempotent=True, module=MODULE)
         return erasure_from_document(doc)
 
     def finish_erasure(self, *, owner: str | None, user_id: str, now: float, voices: int, jobs: int,
                        blobs: int) -> Erasure:
-        doc = self._lib("mutation", "finishErasure", {
+        doc = self._call("mutation", "finishErasure", {
             "owner": owner or "", "userId": user_id, "now": float(now), "voices": voices, "jobs": jobs,
-            "blobs": blobs}, idempotent=True)
+            "blobs": blobs}, idempotent=True, module=MODULE)
         return erasure_from_document(doc)
 
     def unfinished_erasures(self, *, limit: int = 100) -> list[Erasure]:
-        return [erasure_from_document(d) for d in self._lib("query", "unfinishedErasures", {"limit": int(limit)})]
+        return [erasure_from_document(d) for d in self._call("query", "unfinishedErasures", {"limit": int(limit)}, module=MODULE)]
 
     # --- retention ----------------------------------------------------------------------
 
@@ -158,8 +141,8 @@ class ConvexLibrary:
         `before`: swept jobs are not read again and again. A new process starts from the top."""
         cursor, first_active = self._sweep_since, None
         while True:
-            reply = self._lib("query", "sweepableJobs",
-                              {"before": float(before), "since": float(cursor), "limit": int(limit)})
+            reply = self._call("query", "sweepableJobs",
+                              {"before": float(before), "since": float(cursor), "limit": int(limit)}, module=MODULE)
             if first_active is None and reply.get("firstActive") is not None:
                 first_active = float(reply["firstActive"])
             jobs = [job_from_document(d) for d in reply["jobs"]]
@@ -172,8 +155,8 @@ class ConvexLibrary:
             cursor = float(reply["next"])
 
     def mark_swept(self, job_id: str, *, keep_upload: bool, now: float) -> Job:
-        doc = self._lib("mutation", "markSwept", {"jobId": job_id, "keepUpload": keep_upload, "now": float(now)},
-                        idempotent=True)
+        doc = self._call("mutation", "markSwept", {"jobId": job_id, "keepUpload": keep_upload, "now": float(now)},
+                        idempotent=True, module=MODULE)
         if doc is None:
             raise JobNotFound(job_id)
         return job_from_document(doc)
@@ -200,4 +183,4 @@ class ConvexLibrary:
         )
 
     def _quota(self, name: str, args: Mapping[str, Any]) -> Any:
-        return self._lib("query", name, args, module="keyQuotas")
+        return self._call("query", name, args, module="keyQuotas")

@@ -3,9 +3,11 @@ Entries are written by the job mutations themselves (convex/model/outbox.ts)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping
 
 from voiceq.outbox import OutboxEntry
+
+from .calls import ConvexCalls
 
 MODULE = "webhookOutbox"
 
@@ -20,20 +22,15 @@ def entry_from_document(doc: Mapping[str, Any]) -> OutboxEntry:
     return OutboxEntry.from_dict({name: doc.get(key) for name, key in _FIELDS.items()})
 
 
-class _Calls(Protocol):
-    def _call(self, kind: Any, name: str, args: Mapping[str, Any], *, idempotent: bool = False,
-              module: str = ...) -> Any: ...
-
-
-class ConvexOutbox:
+class ConvexOutbox(ConvexCalls):
     """`voiceq.outbox.WebhookOutbox` for ConvexJobStore (mixed into it)."""
 
-    def outbox_due(self: _Calls, *, now: float, limit: int, lease_s: float) -> list[OutboxEntry]:
+    def outbox_due(self, *, now: float, limit: int, lease_s: float) -> list[OutboxEntry]:
         docs = self._call("mutation", "dueWebhooks", {"now": float(now), "limit": int(limit), "leaseS": float(lease_s)},
                           module=MODULE)
         return [entry_from_document(d) for d in docs]
 
-    def outbox_settle(self: _Calls, entry: OutboxEntry) -> None:
+    def outbox_settle(self, entry: OutboxEntry) -> None:
         args: dict[str, Any] = {"webhookId": entry.webhook_id, "state": entry.state, "attempts": int(entry.attempts),
                                 "nextAttemptAt": float(entry.next_attempt_at)}
         if entry.delivered_at is not None:
@@ -43,9 +40,9 @@ class ConvexOutbox:
         # Settling writes absolute values: repeating it is harmless.
         self._call("mutation", "settleWebhook", args, idempotent=True, module=MODULE)
 
-    def outbox_get(self: _Calls, webhook_id: str) -> OutboxEntry | None:
+    def outbox_get(self, webhook_id: str) -> OutboxEntry | None:
         doc = self._call("query", "getWebhook", {"webhookId": webhook_id}, module=MODULE)
         return entry_from_document(doc) if doc else None
 
-    def outbox_list(self: _Calls, *, job_id: str) -> list[OutboxEntry]:
+    def outbox_list(self, *, job_id: str) -> list[OutboxEntry]:
         return [entry_from_document(d) for d in self._call("query", "listWebhooks", {"jobId": job_id}, module=MODULE)]

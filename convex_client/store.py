@@ -13,26 +13,24 @@ that name (`StaleLease`, `InvalidTransition`, `JobNotFound`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-from voiceq.errors import InvalidTransition, JobNotFound, StaleLease, StoreUnavailable
+from voiceq.errors import StoreUnavailable
 from voiceq.jobs import Job, JobResult, JobStatus, RetryPolicy, WorkerInfo
 from voiceq.settings import Settings
 from voiceq.store.base import JobStats
 
-from .client import ConvexClient, Kind
+from .calls import DEPLOY_HINT
+from .client import ConvexClient
 from .documents import job_from_document, job_to_document, result_to_document, worker_to_document
-from .outbox import ConvexOutbox
-from .errors import ConvexAuthError, ConvexFunctionError, ConvexRequestError, ConvexUnavailable
 from .library import ConvexLibrary
+from .outbox import ConvexOutbox
 
-MODULE = "voiceCloneJobs"
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
 FUNCTIONS_VERSION = 4
 # Bounds of the TypeScript functions (MAX_CLAIM, MAX_LIST there).
 MAX_CLAIM = 256
 MAX_LIST = 1000
-DEPLOY_HINT = "deploy the functions with `npx convex deploy`"
 
 
 class ConvexJobStore(ConvexOutbox, ConvexLibrary):
@@ -72,20 +70,6 @@ class ConvexJobStore(ConvexOutbox, ConvexLibrary):
         return f"ConvexJobStore({self.client!r})"
 
     # --- calls --------------------------------------------------------------------------
-
-    def _call(self, kind: Kind, name: str, args: Mapping[str, Any], *, idempotent: bool = False,
-              module: str = MODULE) -> Any:
-        path = f"{module}:{name}"
-        try:
-            return self.client.call(kind, path, args, idempotent=idempotent or kind == "query")
-        except ConvexFunctionError as err:
-            raise _function_error(err) from err
-        except ConvexAuthError as err:
-            raise StoreUnavailable(f"Convex refused the deploy key: {err.message}") from err
-        except ConvexRequestError as err:
-            raise StoreUnavailable(str(err)) from err
-        except ConvexUnavailable as err:
-            raise StoreUnavailable(f"Convex not reachable: {err.message}") from err
 
     def _retry_args(self) -> dict[str, float]:
         return {"baseDelayS": float(self.retry.base_delay_s), "maxDelayS": float(self.retry.max_delay_s)}
@@ -220,22 +204,3 @@ class ConvexJobStore(ConvexOutbox, ConvexLibrary):
             by_model={m: {k: float(v) for k, v in entry.items() if v is not None}
                       for m, entry in (s.get("byModel") or {}).items()},
         )
-
-
-def _function_error(err: ConvexFunctionError) -> Exception:
-    data = err.data if isinstance(err.data, dict) else {}
-    kind = data.get("kind")
-    message = str(data.get("message") or err.message)
-    if kind == "JobNotFound":
-        return JobNotFound(str(data.get("jobId", "")))
-    if kind == "StaleLease":
-        return StaleLease(message)
-    if kind == "InvalidTransition":
-        return InvalidTransition(message)
-    if "Could not find public function" in err.message:
-        hint = f"; the job store's functions are internal: set CONVEX_DEPLOY_KEY, and {DEPLOY_HINT}"
-    elif "Could not find" in err.message or "Validator" in err.message:
-        hint = f"; {DEPLOY_HINT}"
-    else:
-        hint = ""
-    return StoreUnavailable(f"Convex function {err.path} failed: {err.message}{hint}")
