@@ -58,10 +58,8 @@ class ConvexJobStore(ConvexOutbox, ConvexLibrary):
                 "CONVEX_DEPLOY_KEY is not set: the job store calls internal Convex functions, which need "
                 "a deploy key (Convex dashboard > Settings > Deploy keys)"
             )
-        from voiceq.connections import retry_policy
-
         client = ConvexClient(settings.convex_url, deploy_key=settings.convex_deploy_key, **client_options)
-        return cls(client, retry=retry_policy(settings))
+        return cls(client, retry=settings.retry_policy)
 
     def close(self) -> None:
         self.client.close()

@@ -38,7 +38,7 @@ def batch_limits(max_rows: int, wait_s: float, token_budget: int) -> BatchLimits
 
 
 def default_engine_factory(settings: Settings, model: str = "chatterbox") -> Engine:
-    from voiceq.engine.chatterbox import load_engine
+    from voiceq.engine.family import load_engine
 
     return load_engine(settings, model)
 

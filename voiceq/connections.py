@@ -6,15 +6,9 @@ S3_BUCKET is set. Nothing else in voiceq picks an implementation.
 
 from __future__ import annotations
 
-from .jobs import RetryPolicy
 from .settings import Settings
 from .storage import BlobStorage
 from .store import JobStore
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(max_attempts=settings.max_attempts, base_delay_s=settings.retry_base_s,
-                       max_delay_s=settings.retry_max_s)
 
 
 def open_job_store(settings: Settings) -> JobStore:
@@ -24,7 +18,7 @@ def open_job_store(settings: Settings) -> JobStore:
         return ConvexJobStore.from_settings(settings)
     from .store.sqlite import SQLiteJobStore
 
-    return SQLiteJobStore(settings.sqlite_path, retry=retry_policy(settings), busy_timeout_s=settings.store_timeout_s)
+    return SQLiteJobStore(settings.sqlite_path, retry=settings.retry_policy, busy_timeout_s=settings.store_timeout_s)
 
 
 def open_blob_storage(settings: Settings) -> BlobStorage:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .jobs import RetryPolicy
+
 ENVIRONMENTS = ("development", "production")
 CHATTERBOX_MODES = ("local", "remote")
 
@@ -119,6 +121,12 @@ class Settings:
     @property
     def auth_required(self) -> bool:
         return self.auth == "required" or (self.auth == "auto" and self.production)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How failed jobs are retried, for whichever job store the settings name."""
+        return RetryPolicy(max_attempts=self.max_attempts, base_delay_s=self.retry_base_s,
+                           max_delay_s=self.retry_max_s)
 
     @property
     def production(self) -> bool:

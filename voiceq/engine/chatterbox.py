@@ -428,12 +428,3 @@ def _isolated(stage: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> li
             results.append(err)
     return results
 
-
-def load_engine(settings, model: str = CHATTERBOX) -> ChatterboxEngine:
-    """The default engine factory: a family member from its checkpoint setting, or the hub."""
-    from .family import engine_class
-
-    return engine_class(model).load(
-        settings.checkpoint_dir_for(model), device=settings.chatterbox_device,
-        max_speech_tokens=settings.max_speech_tokens,
-    )

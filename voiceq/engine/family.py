@@ -16,6 +16,7 @@ import torch
 
 from ..audio import Clip
 from ..models import CHATTERBOX, MODELS, MULTILINGUAL, TURBO
+from ..settings import Settings
 from .base import GenerationParams
 from .chatterbox import ChatterboxEngine
 from .t3_decode import SamplingParams
@@ -75,3 +76,11 @@ def engine_class(model: str) -> type[ChatterboxEngine]:
     if model not in classes:
         raise ValueError(f"unknown model {model!r}")
     return classes[model]
+
+
+def load_engine(settings: Settings, model: str = CHATTERBOX) -> ChatterboxEngine:
+    """The default engine factory: a family member from its checkpoint setting, or the hub."""
+    return engine_class(model).load(
+        settings.checkpoint_dir_for(model), device=settings.chatterbox_device,
+        max_speech_tokens=settings.max_speech_tokens,
+    )
