@@ -41,7 +41,7 @@ from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of
 from .responses import API_PREFIX
 from .family import build_conversion, conversion_form
 from .health import terse_report
-from .validation import build_submission, check_job_id, check_user_id, read_upload
+from .validation import build_submission, check_job_id, check_limit, check_user_id, read_upload
 from .voice_routes import voice_routes
 
 log = logging.getLogger("voiceq.http")
@@ -216,12 +216,7 @@ async def list_jobs(request: Request) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
         raise InvalidInput(f"status must be one of {', '.join(s.value for s in JobStatus)}", field="status")
-    try:
-        limit = int(request.query_params.get("limit", "50"))
-    except ValueError:
-        raise InvalidInput("limit must be an integer", field="limit") from None
-    if not 1 <= limit <= 500:
-        raise InvalidInput("limit must be between 1 and 500", field="limit")
+    limit = check_limit(request.query_params.get("limit"), default=50, maximum=500)
     jobs = await backend.list_jobs(status=status, user_id=check_user_id(user_id), limit=limit)
     jobs = [j for j in jobs if can_see(principal, j)]
     return JSONResponse({"userId": user_id, "jobs": [responses.job_summary(j) for j in jobs]})

@@ -65,6 +65,17 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
+def check_limit(raw: str | None, *, default: int, maximum: int) -> int:
+    """A listing's `limit` query parameter."""
+    try:
+        limit = int(raw) if raw is not None else default
+    except ValueError:
+        raise InvalidInput("limit must be an integer", field="limit") from None
+    if not 1 <= limit <= maximum:
+        raise InvalidInput(f"limit must be between 1 and {maximum}", field="limit")
+    return limit
+
+
 def check_user_id(user_id: str) -> str:
     if len(user_id) > MAX_USER_ID_CHARS or not _USER_ID_RE.match(user_id):
         raise InvalidInput(

@@ -29,7 +29,7 @@ from voiceq.watermark import DETECTOR, detect
 
 from .auth import Keyring, Principal, owner_of
 from .responses import API_PREFIX
-from .validation import check_user_id, read_upload
+from .validation import check_limit, check_user_id, read_upload
 from .voice_validation import check_voice_id, check_voice_name
 
 # Watermark checks take clips as short as this (the detector needs a few frames).
@@ -60,22 +60,12 @@ def _caller(request: Request) -> Caller:
     return Caller(owner=owner_of(principal), admin=principal.admin)
 
 
-def _limit(request: Request) -> int:
-    try:
-        limit = int(request.query_params.get("limit", "100"))
-    except ValueError:
-        raise InvalidInput("limit must be an integer", field="limit") from None
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be between 1 and 1000", field="limit")
-    return limit
-
-
 async def list_voices(request: Request) -> Response:
     caller = _caller(request)
     user_id = request.query_params.get("user_id") or request.query_params.get("userId")
     if not user_id:
         raise InvalidInput("user_id query parameter is required", field="user_id")
-    voices = await _backend(request).list_voices(check_user_id(user_id), caller=caller, limit=_limit(request))
+    voices = await _backend(request).list_voices(check_user_id(user_id), caller=caller, limit=check_limit(request.query_params.get("limit"), default=100, maximum=1000))
     return JSONResponse({"userId": user_id, "voices": [voice_view(v) for v in voices]})
 
 
