@@ -163,9 +163,14 @@ async def convert(request: Request) -> Response:
                     raise InvalidInput(f"{name} must be a file upload, not a text field", field=name)
                 uploads[name] = await read_upload(upload, settings, name) if upload is not None else None
             fields = conversion_form(form)
-            base = build_submission(fields, uploads["audio_file"], settings, owner=owner_of(principal),
-                                    idempotency_key=request.headers.get("idempotency-key"))
-            submission = build_conversion(uploads["source_audio"], settings, base=base)
+            # Decoding is CPU work on untrusted bytes: off the event loop, as for clones; and the
+            # key's limits (priority, quotas) apply to conversions as to clones.
+            base = await asyncio.to_thread(
+                build_submission, fields, uploads["audio_file"], settings, owner=owner_of(principal),
+                idempotency_key=request.headers.get("idempotency-key"), admin=principal.admin,
+                limits=principal.limits,
+            )
+            submission = await asyncio.to_thread(build_conversion, uploads["source_audio"], settings, base=base)
     except MultiPartException as err:
         raise InvalidInput(f"malformed multipart body: {err.message}") from err
     job = await backend.submit(submission)

@@ -131,7 +131,7 @@ async def detect_watermark(request: Request) -> Response:
         if upload is None or isinstance(upload, str):
             raise InvalidInput("audio_file is required (a file upload)", field="audio_file")
         data = await read_upload(upload, settings)
-    clip = decode_upload(data, min_s=_MIN_DETECT_S, max_s=settings.max_audio_s)
+    clip = await asyncio.to_thread(decode_upload, data, min_s=_MIN_DETECT_S, max_s=settings.max_audio_s)
     found = await asyncio.to_thread(detect, clip)
     return JSONResponse({"watermarked": found.watermarked, "confidence": found.confidence, "detector": DETECTOR})
 
