@@ -268,16 +268,22 @@ def autoscaling_config(settings: Settings, scaling: ScalingConfig | None = None,
     so a fleet of n goes n -> 1 -> 0 on consecutive control-loop ticks (0.1 s apart).
     """
     scaling = scaling if scaling is not None else ScalingConfig.from_env()
+    return policy_config(JobQueueAutoscalingPolicy, min_replicas=scaling.warm_standby,
+                         max_replicas=scaling.max_replicas,
+                         kwargs={"settings": settings_to_kwargs(settings), "scaling": scaling.to_dict(),
+                                 **({"model": model} if model is not None else {})})
+
+
+def policy_config(policy: type, *, min_replicas: int, max_replicas: int,
+                  kwargs: dict[str, Any]) -> AutoscalingConfig:
+    """An `autoscaling_config` in which our policy alone decides: Serve's own delays are zero,
+    since the policy already waits for what it means to wait for."""
     return AutoscalingConfig(
         # No initial_replicas: Serve would reset the fleet to it on every redeploy.
-        min_replicas=scaling.warm_standby,
-        max_replicas=scaling.max_replicas,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
         upscale_delay_s=0.0,
         downscale_delay_s=0.0,
         downscale_to_zero_delay_s=0.0,
-        policy=AutoscalingPolicy(
-            policy_function=JobQueueAutoscalingPolicy,
-            policy_kwargs={"settings": settings_to_kwargs(settings), "scaling": scaling.to_dict(),
-                           **({"model": model} if model is not None else {})},
-        ),
+        policy=AutoscalingPolicy(policy_function=policy, policy_kwargs=kwargs),
     )

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
-from ray.serve.config import AutoscalingConfig, AutoscalingContext, AutoscalingPolicy
+from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
-from deployments.autoscaling import JobQueueAutoscalingPolicy, settings_to_kwargs
+from deployments.autoscaling import JobQueueAutoscalingPolicy, policy_config, settings_to_kwargs
 from deployments.fleet_board import board_for
 from voiceq.scaling import ScalingConfig
 from voiceq.settings import Settings
@@ -66,15 +66,6 @@ def fleet_autoscaling_config(settings: Settings, scaling: ScalingConfig, gpus: S
     """One GPU size's `autoscaling_config` (see `deployments.autoscaling.autoscaling_config` for
     why Serve's own delays are zero). The warm standby lives on the cheapest GPU per hour, so
     `min_replicas` stays 0 here and the plan keeps it."""
-    return AutoscalingConfig(
-        min_replicas=0,
-        max_replicas=scaling.max_replicas,
-        upscale_delay_s=0.0,
-        downscale_delay_s=0.0,
-        downscale_to_zero_delay_s=0.0,
-        policy=AutoscalingPolicy(
-            policy_function=FleetAutoscalingPolicy,
-            policy_kwargs={"settings": settings_to_kwargs(settings), "scaling": scaling.to_dict(),
-                           "gpus": [g.to_dict() for g in gpus], "node_type": node_type, "fleet": fleet},
-        ),
-    )
+    return policy_config(FleetAutoscalingPolicy, min_replicas=0, max_replicas=scaling.max_replicas,
+                         kwargs={"settings": settings_to_kwargs(settings), "scaling": scaling.to_dict(),
+                                 "gpus": [g.to_dict() for g in gpus], "node_type": node_type, "fleet": fleet})
