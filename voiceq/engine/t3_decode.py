@@ -5,23 +5,27 @@ guidance) through Hugging Face's Llama, asking for attentions and hidden states 
 This module runs the same model, T3's own embeddings, heads and Llama layers, over a batch
 of rows, as a small decode loop with a preallocated KV cache.
 
-Layout. A job's generation is a `T3Row`. Each row puts one sequence in the model batch, its
-conditional one, plus a second, unconditional one when it uses guidance (`cfg_weight > 0`,
-text embeddings zeroed as upstream does). Prefixes (conditioning, text, two start-of-speech
-tokens, exactly as upstream builds them) differ in length, so they are left-padded to a
-common width P: every row then writes its k-th speech token at the same cache column P + k,
-which keeps each decode step a single column write. Padding keys are masked out of every
-attention, and the rotary position of each row counts from its own first real token, so a
-row sees the positions it would see alone. Speech position embeddings count generated tokens
-and are the same for every row.
+Layout. A job's generation is a `T3Row`. Each row takes one slot of the model batch, its
+conditional sequence, plus a second, unconditional one when it uses guidance (`cfg_weight > 0`,
+text embeddings zeroed as upstream does). A `SlotDecoder` holds a fixed number of slots and a
+KV cache preallocated for the pass; every slot's sequence starts at column 0 (prefix as
+upstream builds it: conditioning, text, two start-of-speech tokens), and its k-th speech token
+goes to column prefix + k, which is also its rotary position, so a row sees the positions it
+would see alone. Columns past a slot's own position are masked. Speech position embeddings
+count each row's own generated tokens.
+
+Static shapes. Every decode step runs all slots with the same shapes; a finished row's slots
+are freed in place and the next waiting row is prefilled into them (continuous batching), so
+nothing is reallocated or compacted while decoding. On CUDA the step is captured as CUDA
+graphs (one per attention width, rounded up to 128 columns); a CPU runs it eagerly.
 
 Sampling follows upstream's order per row (guidance, repetition penalty, temperature, min-p,
 top-p), with each row's own settings held in tensors. Randomness is per row: every row draws
 its uniforms from its own seeded generator before the loop, and picks its token by inverse
 CDF, so a row's tokens do not depend on which other rows share its batch, and the loop needs
 no host synchronisation per step. A row ends on the stop token or on its own token budget;
-finished rows are dropped from the batch (cache included) at the next check, which is every
-step on a CPU and every `check_every` steps on a GPU, where a check costs a synchronisation.
+finished rows are found at the next check, which is every step on a CPU and every
+`check_every` steps on a GPU, where a check costs a synchronisation.
 
 Backbones. The English and multilingual models share this layout (a Llama with rotary
 positions, learned speech positions, guidance). Turbo's T3 is a GPT-2 (`T3.is_gpt`): learned
@@ -152,31 +156,32 @@ def _gpt_prefix(t3: "T3", row: T3Row) -> Tensor:
 
 
 class KVCache:
-    """Keys and values of every layer for R sequences, preallocated to `length` columns.
-
-    Sequences are left-padded: `pad[r]` columns of row r hold no token and are masked."""
+    """Keys and values of every layer for a fixed number of slots (model rows), preallocated
+    to `length` columns. A slot holds one sequence from column 0: its prefix, then one column
+    per generated token. Columns past a slot's own position hold stale data and are masked."""
 
     def __init__(self, layers: int, rows: int, heads: int, length: int, head_dim: int, *,
                  dtype: torch.dtype, device: torch.device) -> None:
-        self.k = torch.empty(layers, rows, heads, length, head_dim, dtype=dtype, device=device)  # (N, R, H, L, Dh)
-        self.v = torch.empty_like(self.k)  # (N, R, H, L, Dh)
-        self.key_valid = torch.zeros(rows, length, dtype=torch.bool, device=device)  # (R, L)
-        self.filled = 0  # columns written so far (the same for every row)
+        self.k = torch.zeros(layers, rows, heads, length, head_dim, dtype=dtype, device=device)  # (N, S, H, L, Dh)
+        self.v = torch.zeros_like(self.k)  # (N, S, H, L, Dh)
 
     @property
     def length(self) -> int:
         return self.k.size(3)
 
-    def select(self, rows: Tensor, length: int) -> None:
-        """Keep only `rows` (an index tensor), in that order, in a cache of `length` columns."""
-        n, cols = rows.numel(), self.filled
-        k = self.k.new_empty(self.k.size(0), n, self.k.size(2), length, self.k.size(4))
-        v = torch.empty_like(k)
-        k[:, :, :, :cols] = self.k[:, rows, :, :cols]
-        v[:, :, :, :cols] = self.v[:, rows, :, :cols]
-        key_valid = self.key_valid.new_zeros(n, length)
-        key_valid[:, :cols] = self.key_valid[rows, :cols]
-        self.k, self.v, self.key_valid = k, v, key_valid
+    @property
+    def slots(self) -> int:
+        return self.k.size(1)
+
+    def grown(self, length: int) -> "KVCache":
+        """A longer cache with this one's columns (admission of a row longer than any so far;
+        never during decoding)."""
+        new = KVCache.__new__(KVCache)
+        new.k = self.k.new_zeros(*self.k.shape[:3], length, self.k.size(4))
+        new.v = torch.zeros_like(new.k)
+        new.k[:, :, :, : self.length] = self.k
+        new.v[:, :, :, : self.length] = self.v
+        return new
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -204,14 +209,13 @@ class T3Stack:
         """Cache bytes one sequence needs per token (keys and values of every layer)."""
         return 2 * len(self.layers) * self.kv_heads * self.head_dim * torch.finfo(self.dtype).bits // 8
 
-    def _forward(self, x: Tensor, positions: Tensor, cache: KVCache, start: int, mask: Tensor) -> Tensor:
-        """Run the layers over x (R, S, D) written at cache columns [start, start + S);
-        positions (R, S) are the rotary positions, mask (R, 1, S, start + S) the keys each
-        query may see. Returns the normed hidden state of the last column, (R, D)."""
+    def _layers(self, x: Tensor, positions: Tensor, kv, mask: Tensor) -> Tensor:
+        """Run the layers over x (R, S, D) at rotary positions (R, S); `kv(i, k, v)` stores
+        layer i's new keys and values and returns the keys and values to attend to; mask
+        (R or 1, 1, S, keys) the keys each query may see. Returns the final hidden states."""
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         R, S, _ = x.shape
-        end = start + S
         cos, sin = self.t3.tfmr.rotary_emb(x, positions)  # (R, S, Dh) each
         gqa = self.heads != self.kv_heads
         for i, layer in enumerate(self.layers):
@@ -221,55 +225,63 @@ class T3Stack:
             k = attn.k_proj(h).view(R, S, self.kv_heads, self.head_dim).transpose(1, 2)  # (R, Hkv, S, Dh)
             v = attn.v_proj(h).view(R, S, self.kv_heads, self.head_dim).transpose(1, 2)  # (R, Hkv, S, Dh)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            cache.k[i, :, :, start:end] = k
-            cache.v[i, :, :, start:end] = v
-            o = F.scaled_dot_product_attention(
-                q, cache.k[i, :, :, :end], cache.v[i, :, :, :end], attn_mask=mask, scale=attn.scaling,
-                enable_gqa=gqa,
-            )  # (R, H, S, Dh)
+            keys, values = kv(i, k, v)
+            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=attn.scaling,
+                                               enable_gqa=gqa)  # (R, H, S, Dh)
             x = x + attn.o_proj(o.transpose(1, 2).reshape(R, S, self.heads * self.head_dim))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
-        cache.filled = end
-        return self.t3.tfmr.norm(x[:, -1])  # (R, D)
+        return x
 
-    def prefill(self, prefixes: Sequence[Tensor], cache: KVCache) -> Tensor:
-        """Write the left-padded prefixes (each (L_r, D)) into the cache; return the speech
-        logits after each prefix, (R, V), and each row's prefix length, (R,)."""
+    def _norm(self, hidden: Tensor) -> Tensor:
+        return self.t3.tfmr.norm(hidden)
+
+    def prefill(self, prefixes: Sequence[Tensor], slots: Tensor, cache: KVCache) -> Tensor:
+        """Write prefixes (each (L_r, D)) into cache slots `slots` (R,) from column 0, right
+        padded to the longest: a real query sees only earlier columns, so the padding after a
+        prefix changes nothing of it, and the columns it fills are masked or overwritten later.
+        Returns the speech logits after each prefix, (R, V)."""
         R = len(prefixes)
         lengths = torch.tensor([p.size(0) for p in prefixes], device=self.device)  # (R,)
         P = max(p.size(0) for p in prefixes)
         x = torch.zeros(R, P, prefixes[0].size(-1), dtype=self.dtype, device=self.device)  # (R, P, D)
         for r, p in enumerate(prefixes):
-            x[r, P - p.size(0):] = p
-        pad = P - lengths  # (R,)
+            x[r, : p.size(0)] = p
         cols = torch.arange(P, device=self.device)  # (P,)
-        positions = (cols[None, :] - pad[:, None]).clamp(min=0)  # (R, P)
-        cache.key_valid[:, :P] = cols[None, :] >= pad[:, None]
-        causal = cols[None, :] <= cols[:, None]  # (P, P): query row, key column
-        # A padding query sees only itself: its output is never used, but an all-masked row
-        # would give NaNs.
-        mask = causal[None] & (cache.key_valid[:, None, :P] | torch.eye(P, dtype=torch.bool, device=self.device))
-        hidden = self._forward(x, positions, cache, 0, mask[:, None])  # (R, D)
-        return self.t3.speech_head(hidden), lengths  # (R, V), (R,)
+        positions = cols[None, :].expand(R, P)  # (R, P): every slot counts from its first column
+        causal = (cols[None, :] <= cols[:, None])[None, None]  # (1, 1, P, P): query row, key column
 
-    def step(self, tokens: Tensor, step: int, prefix_lengths: Tensor, cache: KVCache) -> Tensor:
-        """Feed each row's latest speech token, `step`-th generated (0-based); return the
-        next logits (R, V)."""
-        x = self._speech_input(tokens, step)  # (R, 1, D)
-        col = cache.filled
-        cache.key_valid[:, col] = True
-        positions = (prefix_lengths + step)[:, None]  # (R, 1): a row's own count of tokens before this one
-        mask = cache.key_valid[:, None, None, : col + 1]  # (R, 1, 1, col + 1)
-        hidden = self._forward(x, positions, cache, col, mask)
-        return self.t3.speech_head(hidden)  # (R, V)
+        def kv(i: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+            cache.k[i, :, :, :P].index_copy_(0, slots, k)
+            cache.v[i, :, :, :P].index_copy_(0, slots, v)
+            return k, v
 
-    def _speech_input(self, tokens: Tensor, step: int) -> Tensor:
-        """The embedding of each row's `step`-th generated token, (R,) -> (R, 1, D)."""
+        x = self._layers(x, positions, kv, causal)  # (R, P, D)
+        last = x[torch.arange(R, device=self.device), lengths - 1]  # (R, D)
+        return self.t3.speech_head(self._norm(last))  # (R, V)
+
+    def decode(self, tokens: Tensor, steps: Tensor, columns: Tensor, cache: KVCache, keys: int) -> Tensor:
+        """One step for every slot, shapes fixed by the slot count and `keys`: slot s feeds
+        `tokens[s]`, its `steps[s]`-th generated token (1-based: the speech position), at
+        cache column `columns[s]` (also its rotary position), and attends to its columns up to
+        that one among the first `keys`. Returns the next logits (S, V)."""
+        S = tokens.size(0)
+        slot = torch.arange(S, device=tokens.device)  # (S,)
+        x = self._speech_input(tokens, steps)  # (S, 1, D)
+        mask = (torch.arange(keys, device=tokens.device)[None, :] <= columns[:, None])[:, None, None]  # (S, 1, 1, K)
+
+        def kv(i: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+            cache.k[i][slot, :, columns] = k[:, :, 0]
+            cache.v[i][slot, :, columns] = v[:, :, 0]
+            return cache.k[i, :, :, :keys], cache.v[i, :, :, :keys]
+
+        x = self._layers(x, columns[:, None], kv, mask)  # (S, 1, D)
+        return self.t3.speech_head(self._norm(x[:, -1]))  # (S, V)
+
+    def _speech_input(self, tokens: Tensor, steps: Tensor) -> Tensor:
+        """The embedding of each slot's latest token at its speech position, (S,) -> (S, 1, D)."""
         t3 = self.t3
-        # Indexing the table with a Python int is a view; get_fixed_embedding would build a
-        # device tensor from the int, a blocking host-to-device copy on a GPU every step.
-        pos = t3.speech_pos_emb.emb.weight[step + 1]  # (D,)
-        return t3.speech_emb(tokens[:, None]) + pos  # (R, 1, D)
+        pos = t3.speech_pos_emb.emb.weight.index_select(0, steps)  # (S, D)
+        return t3.speech_emb(tokens[:, None]) + pos[:, None]  # (S, 1, D)
 
 
 class GPT2Stack(T3Stack):
@@ -286,27 +298,26 @@ class GPT2Stack(T3Stack):
         self.dtype = t3.speech_head.weight.dtype
         self.device = t3.speech_head.weight.device
 
-    def _speech_input(self, tokens: Tensor, step: int) -> Tensor:
-        return self.t3.speech_emb(tokens[:, None])  # (R, 1, D): positions come from wpe
+    def _speech_input(self, tokens: Tensor, steps: Tensor) -> Tensor:
+        return self.t3.speech_emb(tokens[:, None])  # (S, 1, D): positions come from wpe
 
-    def _forward(self, x: Tensor, positions: Tensor, cache: KVCache, start: int, mask: Tensor) -> Tensor:
+    def _norm(self, hidden: Tensor) -> Tensor:
+        return self.t3.tfmr.ln_f(hidden)
+
+    def _layers(self, x: Tensor, positions: Tensor, kv, mask: Tensor) -> Tensor:
         R, S, D = x.shape
-        end = start + S
-        tfmr = self.t3.tfmr
-        x = x + tfmr.wpe(positions)  # (R, S, D)
+        x = x + self.t3.tfmr.wpe(positions)  # (R, S, D)
         for i, block in enumerate(self.layers):
             attn = block.attn
             q, k, v = attn.c_attn(block.ln_1(x)).split(D, dim=2)  # (R, S, D) each
             q = q.view(R, S, self.heads, self.head_dim).transpose(1, 2)  # (R, H, S, Dh)
-            cache.k[i, :, :, start:end] = k.view(R, S, self.heads, self.head_dim).transpose(1, 2)
-            cache.v[i, :, :, start:end] = v.view(R, S, self.heads, self.head_dim).transpose(1, 2)
-            o = F.scaled_dot_product_attention(
-                q, cache.k[i, :, :, :end], cache.v[i, :, :, :end], attn_mask=mask, scale=self.head_dim**-0.5,
-            )  # (R, H, S, Dh)
+            keys, values = kv(i, k.view(R, S, self.heads, self.head_dim).transpose(1, 2),
+                              v.view(R, S, self.heads, self.head_dim).transpose(1, 2))
+            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
+                                               scale=self.head_dim**-0.5)  # (R, H, S, Dh)
             x = x + attn.c_proj(o.transpose(1, 2).reshape(R, S, D))
             x = x + block.mlp(block.ln_2(x))
-        cache.filled = end
-        return tfmr.ln_f(x[:, -1])  # (R, D)
+        return x
 
 
 def stack_for(t3: "T3") -> T3Stack:
@@ -324,67 +335,122 @@ def _uniforms(seed: int, n: int) -> Tensor:
 
 
 class RowSampler:
-    """Per-row logits processing and sampling for n rows, m of them guided.
+    """Per-row logits processing and sampling over a fixed set of model rows (slots).
 
-    Model rows are ordered [conditional rows 0..n-1, unconditional rows of the guided ones].
-    `turbo` selects `inference_turbo`'s order: temperature, top-k, top-p, then the
-    repetition penalty, over the start token for the first draw and over the generated
-    tokens after it."""
+    A generation's conditional row samples; a guided generation's unconditional row is its
+    `partner` (guidance reads it), and is fed the conditional row's tokens (`source`). Slots
+    without a generation sample with neutral settings and their draws are ignored. Built from
+    `rows` alone it lays them out as [conditional rows 0..n-1, unconditional rows of the
+    guided ones]; `assign` puts generations in given slots later (continuous batching).
+    `turbo` selects `inference_turbo`'s order: temperature, top-k, top-p, then the repetition
+    penalty, over the start token for the first draw and over the generated tokens after it."""
 
     def __init__(self, rows: Sequence[T3Row], vocab: int, start_token: int, device: torch.device,
-                 dtype: torch.dtype, *, turbo: bool = False) -> None:
-        n = len(rows)
+                 dtype: torch.dtype, *, turbo: bool = False, slots: int | None = None,
+                 width: int | None = None) -> None:
+        guided = [i for i, r in enumerate(rows) if r.sampling.cfg_weight > 0.0]
+        n = slots if slots is not None else len(rows) + len(guided)
+        width = width if width is not None else max([r.max_new_tokens for r in rows] or [1])
         self.turbo = turbo
+        self.vocab = vocab
+        self.start_token = start_token
+        self.device = device
 
-        def col(values: list[float]) -> Tensor:
-            return torch.tensor(values, dtype=dtype, device=device)[:, None]  # (n, 1)
+        def col(value: float) -> Tensor:
+            return torch.full((n, 1), value, dtype=dtype, device=device)  # (n, 1)
 
-        self.temperature = col([r.sampling.temperature for r in rows])
-        self.log_min_p = col([r.sampling.min_p for r in rows]).log()  # -inf for min_p = 0: keeps all
-        self.top_p_cut = col([1.0 - r.sampling.top_p for r in rows])
-        self.penalty = col([r.sampling.repetition_penalty for r in rows])
-        self.cfg_weight = col([r.sampling.cfg_weight for r in rows])
-        # top-k as the index of the k-th best logit; k = 0 (off) keeps the whole vocabulary
-        self.top_k_index = torch.tensor([min(r.sampling.top_k or vocab, vocab) - 1 for r in rows],
-                                        device=device)[:, None]
-        self.use_top_k = any(r.sampling.top_k > 0 for r in rows)
-        # host int: the most logits any row keeps (a row without top-k keeps the vocabulary)
-        self.k_max = max(min(r.sampling.top_k or vocab, vocab) for r in rows)
-        self.budget = torch.tensor([r.max_new_tokens for r in rows], device=device)  # (n,)
-        self.use_top_p = any(r.sampling.top_p < 1.0 for r in rows)
-        width = max(r.max_new_tokens for r in rows)
+        self.temperature = col(1.0)
+        self.log_min_p = col(-math.inf)  # min_p = 0 keeps all
+        self.top_p_cut = col(0.0)
+        self.penalty = col(1.0)
+        self.cfg_weight = col(0.0)
+        self.top_k_index = torch.full((n, 1), vocab - 1, dtype=torch.long, device=device)  # k-th best, 0-based
+        self.budget = torch.zeros(n, dtype=torch.long, device=device)  # (n,)
+        self.partner = torch.arange(n, device=device)  # (n,): the row guidance reads as unconditional
+        self.source = torch.arange(n, device=device)  # (n,): the row whose token each row is fed
+        # Host flags, only ever switched on: a filter applied to a row that does not ask for it
+        # keeps that row's tokens (top-p at 1 removes only zero-probability tokens; top-k off
+        # keeps the vocabulary).
+        self.use_top_k = False
+        self.use_top_p = False
+        self.k_max = 1
         # Upstream's repetition penalty looks at the tokens so far, starting with the
         # start-of-speech token: column 0 here, column k + 1 the k-th generated token.
-        self.history = torch.full((n, width + 1), start_token, dtype=torch.long, device=device)  # (n, 1 + max budget)
-        u = torch.zeros(n, width)
-        for i, r in enumerate(rows):
-            u[i, : r.max_new_tokens] = _uniforms(r.seed, r.max_new_tokens)
-        self.u = u.to(device)  # (n, max budget)
-        self.guided = [i for i, r in enumerate(rows) if r.sampling.cfg_weight > 0.0]  # host list
-        self._sync_index(device)
-
-    def _sync_index(self, device: torch.device) -> None:
-        self.guided_idx = torch.tensor(self.guided, dtype=torch.long, device=device)  # (m,)
+        self.history = torch.full((n, width + 1), start_token, dtype=torch.long, device=device)  # (n, 1 + width)
+        self.u = torch.zeros(n, width, device=device)  # (n, width)
+        if rows:
+            uncond = {g: len(rows) + k for k, g in enumerate(guided)}
+            self.assign(list(range(len(rows))), [uncond.get(i) for i in range(len(rows))], rows)
 
     @property
     def n(self) -> int:
         return self.budget.numel()
 
+    @property
+    def width(self) -> int:
+        return self.u.size(1)
+
+    def assign(self, cond: Sequence[int], uncond: Sequence[int | None], rows: Sequence[T3Row]) -> None:
+        """Put generations `rows` in slots `cond` (their unconditional rows, if guided, in
+        `uncond`), with fresh history and their own uniforms."""
+        dev = self.device
+        idx = torch.tensor(list(cond), dtype=torch.long, device=dev)  # (m,)
+
+        def put(t: Tensor, values: list[float]) -> None:
+            t.index_copy_(0, idx, torch.tensor(values, dtype=t.dtype, device=dev).view(-1, *t.shape[1:]))
+
+        put(self.temperature, [r.sampling.temperature for r in rows])
+        put(self.log_min_p, [math.log(r.sampling.min_p) if r.sampling.min_p > 0 else -math.inf for r in rows])
+        put(self.top_p_cut, [1.0 - r.sampling.top_p for r in rows])
+        put(self.penalty, [r.sampling.repetition_penalty for r in rows])
+        put(self.cfg_weight, [r.sampling.cfg_weight for r in rows])
+        put(self.top_k_index, [min(r.sampling.top_k or self.vocab, self.vocab) - 1 for r in rows])
+        put(self.budget, [r.max_new_tokens for r in rows])
+        self.use_top_k |= any(r.sampling.top_k > 0 for r in rows)
+        self.use_top_p |= any(r.sampling.top_p < 1.0 for r in rows)
+        self.k_max = max([self.k_max] + [min(r.sampling.top_k or self.vocab, self.vocab) for r in rows])
+        self.history.index_fill_(0, idx, self.start_token)
+        u = torch.zeros(len(rows), self.width)
+        for i, r in enumerate(rows):
+            u[i, : r.max_new_tokens] = _uniforms(r.seed, r.max_new_tokens)
+        self.u.index_copy_(0, idx, u.to(dev))
+        pairs = [(c, p) for c, p in zip(cond, uncond) if p is not None]
+        for c, p in zip(cond, uncond):  # an unguided row guides with itself (weight 0)
+            self.partner[c] = c if p is None else p
+        for c, p in pairs:
+            self.partner[p], self.source[p], self.source[c] = p, c, c
+
     def guide(self, logits: Tensor) -> Tensor:
-        """Upstream's guidance, cond + w * (cond - uncond), per row; (R, V) -> (n, V).
+        """Upstream's guidance, cond + w * (cond - uncond), per row; (S, V) -> (S, V).
         An unguided row has w = 0 and stands for its own unconditional row."""
-        n = self.n
-        cond = logits[:n]  # (n, V)
-        if not self.guided:
-            return cond
-        uncond = cond.index_copy(0, self.guided_idx, logits[n:])  # (n, V)
-        return cond + self.cfg_weight * (cond - uncond)
+        return logits + self.cfg_weight * (logits - logits.index_select(0, self.partner))
+
+    def _steps(self, step: int | Tensor) -> Tensor:
+        if isinstance(step, int):
+            return torch.full((self.n,), step, dtype=torch.long, device=self.history.device)
+        return step
 
     def _penalize(self, g: Tensor, seen: Tensor) -> Tensor:
         """Upstream's repetition penalty over the token ids `seen` (n, s); repeats allowed:
         they get the same value."""
         score = g.gather(1, seen)
         return g.scatter(1, seen, torch.where(score < 0, score * self.penalty, score / self.penalty))
+
+    def _seen(self, step: Tensor, span: int) -> Tensor:
+        """The token ids each row's penalty looks at, (n, span): its history columns as
+        upstream slices them (Llama: start token and generated ones; Turbo: the start token
+        for the first draw, then the generated ones), the other columns standing in for a
+        column that is in the set (the same id twice is penalized once)."""
+        hist = self.history[:, :span]  # (n, span)
+        cols = torch.arange(span, device=hist.device)[None, :]  # (1, span)
+        if self.turbo:
+            lo = (step > 0).long()  # (n,)
+            valid = (cols >= lo[:, None]) & (cols <= step[:, None])
+            anchor = hist.gather(1, lo[:, None])  # (n, 1)
+        else:
+            valid = cols <= step[:, None]
+            anchor = hist[:, :1]
+        return torch.where(valid, hist, anchor)
 
     def _top_p(self, g: Tensor) -> Tensor:
         sorted_logits, order = torch.sort(g, descending=False)
@@ -409,8 +475,12 @@ class RowSampler:
             vals = vals.masked_fill(drop.flip(-1), -math.inf)
         return torch.full_like(g, -math.inf).scatter(1, idx, vals)
 
-    def _processed(self, logits: Tensor, step: int) -> Tensor:
-        """The logits each row samples from, after its model's processors, (n, V)."""
+    def _processed(self, logits: Tensor, step: int | Tensor, span: int | None = None) -> Tensor:
+        """The logits each row samples from, after its model's processors, (n, V). `step`:
+        each row's count of generated tokens (or one count for all); `span`: history columns
+        that can matter (at most the largest step + 1; all by default)."""
+        steps = self._steps(step)
+        span = self.history.size(1) if span is None else min(span, self.history.size(1))
         g = self.guide(logits)  # (n, V)
         if self.turbo:
             g = g / self.temperature
@@ -418,9 +488,8 @@ class RowSampler:
                 g = self._top_k_top_p(g)
             elif self.use_top_p:
                 g = self._top_p(g)
-            seen = self.history[:, :1] if step == 0 else self.history[:, 1 : step + 1]  # (n, s)
-            return self._penalize(g, seen)
-        g = self._penalize(g, self.history[:, : step + 1])
+            return self._penalize(g, self._seen(steps, span))
+        g = self._penalize(g, self._seen(steps, span))
         g = g / self.temperature
         # min-p: p_i < min_p * p_max, i.e. g_i < g_max + log(min_p), without a softmax
         g = g.masked_fill(g < g.amax(dim=-1, keepdim=True) + self.log_min_p, -math.inf)
@@ -428,39 +497,267 @@ class RowSampler:
             g = self._top_p(g)
         return g
 
-    def sample(self, logits: Tensor, step: int) -> Tensor:
-        """The next token of every row, (n,), from the model's logits (R, V)."""
-        g = self._processed(logits, step)  # (n, V)
+    def sample(self, logits: Tensor, step: int | Tensor, span: int | None = None) -> Tensor:
+        """The next token of every row, (n,), from the model's logits (n, V); each row draws
+        its own uniform for its own step and writes the token into its history."""
+        steps = self._steps(step)
+        g = self._processed(logits, steps, span)  # (n, V)
         # exp(g - max) unnormalised: the draw scales its target by the total instead
         cdf = (g - g.amax(dim=-1, keepdim=True)).exp_().cumsum_(dim=-1)  # (n, V)
-        target = self.u[:, step : step + 1] * cdf[:, -1:]  # (n, 1)
+        target = self.u.gather(1, steps.clamp(max=self.width - 1)[:, None]) * cdf[:, -1:]  # (n, 1)
         token = torch.searchsorted(cdf, target, right=True).squeeze(1)  # (n,): first cdf above target
         token = token.clamp_(max=cdf.size(1) - 1)
-        self.history[:, step + 1] = token
+        self.history.scatter_(1, (steps + 1).clamp(max=self.width)[:, None], token[:, None])
         return token
 
-    def select(self, keep: list[int], device: torch.device) -> list[int]:
-        """Keep rows `keep` (host indices, ascending, into the current rows). Returns the
-        model rows to keep: the kept conditional rows, then their unconditional rows."""
-        n_old = self.n
-        uncond_row = {row: n_old + k for k, row in enumerate(self.guided)}
-        model_keep = list(keep) + [uncond_row[i] for i in keep if i in uncond_row]
-        new_index = {old: new for new, old in enumerate(keep)}
-        idx = torch.tensor(keep, dtype=torch.long, device=device)
-        for name in ("temperature", "log_min_p", "top_p_cut", "penalty", "cfg_weight", "top_k_index", "budget",
-                     "history", "u"):
-            setattr(self, name, getattr(self, name).index_select(0, idx))
-        self.guided = [new_index[i] for i in self.guided if i in new_index]
-        self._sync_index(device)
-        return model_keep
 
-
-# --- the loop ----------------------------------------------------------------------------
+# --- the decoder -------------------------------------------------------------------------
 
 
 def _check_every(device: torch.device) -> int:
     # A check reads the done flags on the host: free on a CPU, a stream sync on a GPU.
     return 1 if device.type == "cpu" else 16
+
+
+def _key_bucket(keys: int, length: int, device: torch.device) -> int:
+    """Attention width of a step: exact on a CPU (eager), rounded up to a multiple of 128 on a
+    GPU so that a few captured graphs serve every step of a pass."""
+    if device.type == "cpu":
+        return keys
+    return min(length, -(-keys // 128) * 128)
+
+
+class _GraphedDecode:
+    """The decode step captured as CUDA graphs, one per attention width: the step's inputs are
+    copied into static buffers and the graph replayed (no Python or kernel launches per layer).
+    The cache is the decoder's; a grown cache needs a new instance."""
+
+    def __init__(self, stack: T3Stack, cache: KVCache) -> None:
+        S = cache.slots
+        dev = stack.device
+        self.stack, self.cache = stack, cache
+        self.tokens = torch.zeros(S, dtype=torch.long, device=dev)
+        self.steps = torch.zeros(S, dtype=torch.long, device=dev)
+        self.columns = torch.zeros(S, dtype=torch.long, device=dev)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
+
+    def __call__(self, tokens: Tensor, steps: Tensor, columns: Tensor, keys: int) -> Tensor:
+        self.tokens.copy_(tokens)
+        self.steps.copy_(steps)
+        self.columns.copy_(columns)
+        if keys not in self.graphs:
+            def run() -> Tensor:
+                return self.stack.decode(self.tokens, self.steps, self.columns, self.cache, keys)
+
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up: the same writes the replay makes
+                run()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = run()
+            self.graphs[keys] = (graph, out)
+        graph, out = self.graphs[keys]
+        graph.replay()
+        return out
+
+
+class SlotDecoder:
+    """A batched T3 decode over a fixed number of model rows (slots) with a KV cache
+    preallocated for the pass. Generations are admitted into free slots (their own prefill),
+    every step runs all slots with the same shapes, and a finished generation's slots are
+    freed in place for the next one: nothing is reallocated or compacted while decoding, so on
+    a GPU the step is captured once as a CUDA graph (`graphs`, default on CUDA; a CPU runs it
+    eagerly).
+
+    Each generation is one slot, two with guidance. A slot's sequence starts at column 0; its
+    k-th generated token is fed at column prefix + k, which is also its rotary position, so a
+    generation sees exactly the positions it would alone, whatever the other slots hold."""
+
+    def __init__(self, t3: "T3", slots: int, length: int, *, ignore_stop: bool = False,
+                 check_every: int | None = None, graphs: bool | None = None, max_new_tokens: int = 1000) -> None:
+        if slots < 1:
+            raise ValueError("a decoder needs at least one slot")
+        self.t3 = t3
+        self.stack = stack_for(t3)
+        dev = self.stack.device
+        self.device = dev
+        hp = t3.hp
+        self.stop = None if ignore_stop else hp.stop_speech_token
+        self.every = check_every or _check_every(dev)
+        self.sampler = RowSampler([], hp.speech_tokens_dict_size, hp.start_speech_token, dev, self.stack.dtype,
+                                  turbo=t3.is_gpt, slots=slots, width=max_new_tokens)
+        self.cache = self.stack.new_cache(slots, length)
+        self.graphs = (dev.type == "cuda") if graphs is None else graphs
+        self._graphed: _GraphedDecode | None = None
+        V = hp.speech_tokens_dict_size
+        self.logits = torch.zeros(slots, V, dtype=self.stack.dtype, device=dev)  # (S, V)
+        self.steps = torch.zeros(slots, dtype=torch.long, device=dev)  # (S,) tokens generated so far
+        self.prefix = torch.ones(slots, dtype=torch.long, device=dev)  # (S,) prefix length (1 in a free slot)
+        self.live = torch.zeros(slots, dtype=torch.bool, device=dev)  # (S,) holds a generation (its cond slot)
+        self.done = torch.zeros(slots, dtype=torch.bool, device=dev)  # (S,)
+        self.produced = torch.zeros(slots, dtype=torch.long, device=dev)  # (S,) tokens written, stop included
+        self.stopped = torch.zeros(slots, dtype=torch.bool, device=dev)  # (S,)
+        self.out = torch.zeros(slots, max_new_tokens, dtype=torch.long, device=dev)  # (S, width)
+        self._free = list(range(slots))  # host: free slots, lowest first
+        # host mirror of each live generation: cond slot -> (key, uncond slot, prefix, budget, steps)
+        self._rows: dict[int, list] = {}
+        self._since_check = 0
+        self.steps_run = 0
+
+    # --- admission ----------------------------------------------------------------------
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free)
+
+    @property
+    def active(self) -> int:
+        return len(self._rows)
+
+    @staticmethod
+    def slots_for(row: T3Row) -> int:
+        return 2 if row.sampling.cfg_weight > 0.0 else 1
+
+    def admit(self, rows: Sequence[tuple[object, T3Row]]) -> list[tuple[object, BaseException]]:
+        """Prefill generations (key, row) into free slots; the caller checked they fit
+        (`slots_for`). Returns the ones that could not be admitted, with why: a row whose
+        prefix cannot be built fails alone."""
+        failed: list[tuple[object, BaseException]] = []
+        ready: list[tuple[object, T3Row, Tensor]] = []
+        for key, row in rows:
+            try:
+                row.sampling.check()
+                if row.max_new_tokens < 1:
+                    raise ValueError("max_new_tokens must be at least 1")
+                if row.max_new_tokens > self.sampler.width:
+                    raise ValueError(f"max_new_tokens={row.max_new_tokens} is over this decoder's "
+                                     f"{self.sampler.width}")
+                ready.append((key, row, row_prefix(self.t3, row)))
+            except Exception as err:
+                failed.append((key, err))
+        if not ready:
+            return failed
+        if sum(self.slots_for(r) for _, r, _ in ready) > len(self._free):
+            raise RuntimeError("admitted more generations than there are free slots")
+        need = max(p.size(1) + r.max_new_tokens for _, r, p in ready)
+        if need > self.cache.length:
+            self.cache = self.cache.grown(need)
+            self._graphed = None
+        cond, uncond, prefixes, slots = [], [], [], []
+        for key, row, p in ready:
+            c = self._free.pop(0)
+            u = self._free.pop(0) if p.size(0) == 2 else None
+            cond.append(c)
+            uncond.append(u)
+            prefixes.append(p[0])
+            slots.append(c)
+            if u is not None:
+                prefixes.append(p[1])
+                slots.append(u)
+            self._rows[c] = [key, u, p.size(1), row.max_new_tokens, 0]
+        dev = self.device
+        idx = torch.tensor(slots, dtype=torch.long, device=dev)
+        cidx = torch.tensor(cond, dtype=torch.long, device=dev)
+        self.logits.index_copy_(0, idx, self.stack.prefill(prefixes, idx, self.cache))
+        self.sampler.assign(cond, uncond, [r for _, r, _ in ready])
+        self.prefix.index_copy_(0, idx, torch.tensor([p.size(0) for p in prefixes], device=dev))
+        self.steps.index_fill_(0, idx, 0)
+        for t in (self.done, self.stopped):
+            t.index_fill_(0, idx, False)
+        self.produced.index_fill_(0, idx, 0)
+        self.live.index_fill_(0, cidx, True)
+        return failed
+
+    # --- decoding -----------------------------------------------------------------------
+
+    def advance(self) -> list[tuple[object, T3Output]]:
+        """Sample every live generation's next token, feed it, and return the generations that
+        finished (their slots are free again)."""
+        sampler = self.sampler
+        span = max(r[4] for r in self._rows.values()) + 1 if self._rows else 1
+        token = sampler.sample(self.logits, self.steps, span)  # (S,)
+        active = self.live & ~self.done
+        slot = torch.arange(token.numel(), device=self.device)
+        self.out[slot, self.steps.clamp(max=self.out.size(1) - 1)] = token
+        self.produced += active.long()
+        if self.stop is not None:
+            hit = active & (token == self.stop)
+            self.stopped |= hit
+            self.done |= hit
+        self.done |= active & (self.steps + 1 >= sampler.budget)
+        self.steps += self.live.long()
+        for r in self._rows.values():
+            r[4] += 1
+        self._since_check += 1
+        finished = self._finished()
+        self.feed(token)
+        return finished
+
+    def feed(self, token: Tensor) -> Tensor:
+        """Run the model one step with each generation's `token` (S,) (its cond slot's entry;
+        guidance rows get their generation's); the next logits land in `self.logits`."""
+        src = self.sampler.source
+        steps = self.steps.index_select(0, src)  # (S,) the fed token's speech position
+        columns = self.prefix + steps - 1  # (S,) where it goes
+        keys = max([r[2] + r[4] for r in self._rows.values()] or [1])  # the widest live row's columns
+        keys = _key_bucket(keys, self.cache.length, self.device)
+        tokens = token.index_select(0, src)
+        if self.graphs:
+            if self._graphed is None:
+                self._graphed = _GraphedDecode(self.stack, self.cache)
+            self.logits.copy_(self._graphed(tokens, steps, columns, keys))
+        else:
+            self.logits = self.stack.decode(tokens, steps, columns, self.cache, keys)
+        self.steps_run += 1
+        return self.logits
+
+    def _finished(self) -> list[tuple[object, T3Output]]:
+        """Generations that are over: budgets are known on the host; stops need a look at the
+        device, every step on a CPU and every `every` steps (or when a budget ends) on a GPU."""
+        ending = [c for c, r in self._rows.items() if r[4] >= r[3]]
+        if self.stop is not None and (self._since_check >= self.every or ending):
+            self._since_check = 0
+            flags = self.done.tolist()
+            ending = [c for c in self._rows if flags[c]]
+        if not ending:
+            return []
+        dev = self.device
+        idx = torch.tensor(ending, dtype=torch.long, device=dev)
+        out_h = self.out.index_select(0, idx).cpu()
+        produced_h = self.produced.index_select(0, idx).tolist()
+        stopped_h = self.stopped.index_select(0, idx).tolist()
+        results: list[tuple[object, T3Output]] = []
+        freed: list[int] = []
+        for k, c in enumerate(ending):
+            key, u, _, _, _ = self._rows.pop(c)
+            toks = out_h[k, : produced_h[k]]
+            if stopped_h[k]:
+                toks = toks[:-1]
+            results.append((key, T3Output(tokens=toks.clone(), stopped=bool(stopped_h[k]))))
+            freed += [c] if u is None else [c, u]
+        fidx = torch.tensor(freed, dtype=torch.long, device=dev)
+        self.live.index_fill_(0, fidx, False)
+        self.done.index_fill_(0, fidx, False)
+        self.steps.index_fill_(0, fidx, 0)
+        self.prefix.index_fill_(0, fidx, 1)
+        self.sampler.partner.index_copy_(0, fidx, fidx)
+        self.sampler.source.index_copy_(0, fidx, fidx)
+        self.sampler.cfg_weight.index_fill_(0, fidx, 0.0)
+        self._free = sorted(self._free + freed)
+        return results
+
+
+def prefix_length(t3: "T3", row: T3Row) -> int:
+    """About the columns a row's prefix takes, without computing it (sizes a cache; a longer
+    prefix grows the cache when it is admitted)."""
+    hp = t3.hp
+    cond = 1 + (1 if getattr(hp, "emotion_adv", False) else 0)  # speaker (+ emotion)
+    prompt = row.cond.cond_prompt_speech_tokens
+    if prompt is not None:
+        cond += 32 if getattr(hp, "use_perceiver_resampler", False) else prompt.size(-1)
+    return cond + row.text_tokens.numel() + 2
 
 
 @torch.inference_mode()
@@ -470,73 +767,39 @@ def generate(
     *,
     ignore_stop: bool = False,
     check_every: int | None = None,
+    slots: int | None = None,
 ) -> list[T3Output]:
     """Generate speech tokens for every row; one `T3Output` per row, in order.
 
-    `ignore_stop` runs every row to its budget (benchmarks of a random-weight model need a
-    fixed length); `check_every` overrides how often finished rows are looked for."""
+    `slots` bounds the model rows decoded at once (default: all rows at once); rows beyond it
+    wait and take the slots of finished rows (continuous batching). `ignore_stop` runs every
+    row to its budget (benchmarks of a random-weight model need a fixed length);
+    `check_every` overrides how often finished rows are looked for."""
     if not rows:
         return []
     for r in rows:
         r.sampling.check()
         if r.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-    hp = t3.hp
-    stop = None if ignore_stop else hp.stop_speech_token
-    stack = stack_for(t3)
-    device = stack.device
-    every = check_every or _check_every(device)
-
-    sampler = RowSampler(rows, hp.speech_tokens_dict_size, hp.start_speech_token, device, stack.dtype,
-                         turbo=t3.is_gpt)
-    n_total = len(rows)
-    cond_prefixes = [row_prefix(t3, r) for r in rows]
-    prefixes = [p[0] for p in cond_prefixes] + [cond_prefixes[i][1] for i in sampler.guided]
-    P = max(p.size(0) for p in prefixes)
-    budgets = [r.max_new_tokens for r in rows]  # host copy: budget ends are known without a sync
-    cache = stack.new_cache(len(prefixes), P + max(budgets))
-
-    out = torch.zeros(n_total, max(budgets), dtype=torch.long, device=device)  # (N, max budget)
-    produced = torch.zeros(n_total, dtype=torch.long, device=device)  # (N,) tokens written, stop included
-    stopped = torch.zeros(n_total, dtype=torch.bool, device=device)  # (N,)
-    job = list(range(n_total))  # host: the original index of each active row
-    job_idx = torch.arange(n_total, device=device)  # (n,)
-    done = torch.zeros(n_total, dtype=torch.bool, device=device)  # (n,)
-
-    logits, prefix_len = stack.prefill(prefixes, cache)  # (R, V), (R,)
-    step = 0
+    need = [SlotDecoder.slots_for(r) for r in rows]
+    width = max(slots or sum(need), max(need))
+    length = max(prefix_length(t3, r) for r in rows) + max(r.max_new_tokens for r in rows)
+    dec = SlotDecoder(t3, width, length, ignore_stop=ignore_stop, check_every=check_every,
+                      max_new_tokens=max(r.max_new_tokens for r in rows))
+    results: list[T3Output | None] = [None] * len(rows)
+    pending = list(range(len(rows)))
     while True:
-        token = sampler.sample(logits, step)  # (n,)
-        active = ~done
-        out[job_idx, step] = token
-        produced[job_idx] += active.long()
-        hit = active & (token == stop) if stop is not None else torch.zeros_like(active)
-        stopped[job_idx] |= hit
-        done = done | hit | (step + 1 >= sampler.budget)
-        step += 1
-
-        # Which rows are still running? Budget ends are known here; stops need a look.
-        alive = [i for i, j in enumerate(job) if budgets[j] > step]
-        if stop is not None and (step % every == 0 or len(alive) < len(job)):
-            flags = done.tolist()
-            alive = [i for i in alive if not flags[i]]
-        if not alive:
+        batch = []
+        room = dec.free_slots
+        while pending and need[pending[0]] <= room:
+            i = pending.pop(0)
+            room -= need[i]
+            batch.append((i, rows[i]))
+        for i, err in dec.admit(batch):
+            raise err
+        if not dec.active:
             break
-        if len(alive) < len(job):  # drop finished rows: they would cost a full step each
-            keep = torch.tensor(alive, dtype=torch.long, device=device)
-            model_keep = torch.tensor(sampler.select(alive, device), dtype=torch.long, device=device)
-            job = [job[i] for i in alive]
-            job_idx, done, token = job_idx[keep], done[keep], token[keep]
-            prefix_len = prefix_len[model_keep]
-            cache.select(model_keep, P + max(budgets[j] for j in job))
-        feed = torch.cat([token, token.index_select(0, sampler.guided_idx)]) if sampler.guided else token  # (R,)
-        logits = stack.step(feed, step - 1, prefix_len, cache)
-
-    out_h, produced_h, stopped_h = out.cpu(), produced.tolist(), stopped.tolist()
-    results = []
-    for j in range(n_total):
-        toks = out_h[j, : produced_h[j]]
-        if stopped_h[j]:
-            toks = toks[:-1]
-        results.append(T3Output(tokens=toks.clone(), stopped=bool(stopped_h[j])))
-    return results
+        for i, out in dec.advance():
+            results[i] = out  # type: ignore[index]
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from voiceq.engine.t3_decode import GPT2Stack, RowSampler, SamplingParams, T3Row, generate, row_prefix, stack_for
+from voiceq.engine.t3_decode import GPT2Stack, RowSampler, SamplingParams, SlotDecoder, T3Row, generate, row_prefix, stack_for
 
 TEXTS = [
     "Hello there, this is a test.",
@@ -98,20 +98,20 @@ def test_turbo_deterministic_sampling_matches_upstream_inference_turbo(turbo_eng
 
 
 def forced_logits(t3, rows: list[T3Row], forced: torch.Tensor) -> torch.Tensor:
-    """Guided logits (n, S, V) of each row for a continuation forced (n, S), through the
-    loop's own prefill and decode steps."""
-    stack = stack_for(t3)
-    sampler = RowSampler(rows, t3.hp.speech_tokens_dict_size, t3.hp.start_speech_token, stack.device, stack.dtype)
-    pre = [row_prefix(t3, r) for r in rows]
-    prefixes = [p[0] for p in pre] + [pre[i][1] for i in sampler.guided]
-    steps = forced.size(1)
-    cache = stack.new_cache(len(prefixes), max(p.size(0) for p in prefixes) + steps)
-    logits, lengths = stack.prefill(prefixes, cache)
-    out = [sampler.guide(logits)]
-    for s in range(steps - 1):
-        tok = forced[:, s]
-        feed = torch.cat([tok, tok[sampler.guided_idx]]) if sampler.guided else tok
-        out.append(sampler.guide(stack.step(feed, s, lengths, cache)))
+    """Guided logits (n, S, V) of each row for a given continuation forced (n, S), through
+    the decoder's own prefill and static decode steps."""
+    dec = SlotDecoder(t3, sum(SlotDecoder.slots_for(r) for r in rows), 512, ignore_stop=True)
+    assert not dec.admit(list(enumerate(rows)))
+    cond = torch.tensor([c for c, _ in sorted(dec._rows.items(), key=lambda kv: kv[1][0])])  # row i's slot
+    out = [dec.sampler.guide(dec.logits)[cond]]
+    for s in range(forced.size(1) - 1):
+        tok = torch.zeros(dec.logits.size(0), dtype=torch.long)
+        tok[cond] = forced[:, s]
+        dec.steps[cond] += 1
+        for r in dec._rows.values():
+            r[4] += 1
+        dec.feed(tok)
+        out.append(dec.sampler.guide(dec.logits)[cond])
     return torch.stack(out, dim=1)
 
 

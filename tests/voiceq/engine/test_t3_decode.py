@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from voiceq.engine.t3_decode import RowSampler, SamplingParams, T3Row, T3Stack, generate, row_prefix
+from voiceq.engine.t3_decode import SamplingParams, SlotDecoder, T3Row, T3Stack, generate, row_prefix
 
 TEXTS = [
     "Hello there, this is a test.",
@@ -94,19 +94,19 @@ def test_deterministic_sampling_matches_upstream_inference(engine, voices):
 
 def forced_logits(t3, rows: list[T3Row], forced: torch.Tensor) -> torch.Tensor:
     """Guided logits (n, S, V) of each row for a given continuation forced (n, S), through
-    the loop's own prefill and decode steps."""
-    stack = T3Stack(t3)
-    sampler = RowSampler(rows, t3.hp.speech_tokens_dict_size, t3.hp.start_speech_token, stack.device, stack.dtype)
-    pre = [row_prefix(t3, r) for r in rows]
-    prefixes = [p[0] for p in pre] + [pre[i][1] for i in sampler.guided]
-    steps = forced.size(1)
-    cache = stack.new_cache(len(prefixes), max(p.size(0) for p in prefixes) + steps)
-    logits, lengths = stack.prefill(prefixes, cache)
-    out = [sampler.guide(logits)]
-    for s in range(steps - 1):
-        tok = forced[:, s]
-        feed = torch.cat([tok, tok[sampler.guided_idx]]) if sampler.guided else tok
-        out.append(sampler.guide(stack.step(feed, s, lengths, cache)))
+    the decoder's own prefill and static decode steps."""
+    dec = SlotDecoder(t3, sum(SlotDecoder.slots_for(r) for r in rows), 512, ignore_stop=True)
+    assert not dec.admit(list(enumerate(rows)))
+    cond = torch.tensor([c for c, _ in sorted(dec._rows.items(), key=lambda kv: kv[1][0])])  # row i's slot
+    out = [dec.sampler.guide(dec.logits)[cond]]
+    for s in range(forced.size(1) - 1):
+        tok = torch.zeros(dec.logits.size(0), dtype=torch.long)
+        tok[cond] = forced[:, s]
+        dec.steps[cond] += 1
+        for r in dec._rows.values():
+            r[4] += 1
+        dec.feed(tok)
+        out.append(dec.sampler.guide(dec.logits)[cond])
     return torch.stack(out, dim=1)
 
 
@@ -164,30 +164,34 @@ def test_rows_stop_on_the_stop_token_or_their_budget(engine, voices):
     assert not any(o.stopped for o in forced_out)
 
 
-def test_finished_rows_leave_the_batch(engine, voices, monkeypatch):
-    """Rows that are done stop costing decode work: each step runs only the rows still
-    going (two model rows per guided row), whether they ended by budget or by stop."""
+def test_finished_rows_slots_are_refilled_in_place(engine, voices, monkeypatch):
+    """Static shapes: every decode step runs the same number of slots against the same
+    preallocated cache; a finished row's slots go to the next waiting row (its own prefill)
+    instead of the batch shrinking, and every row still gets the tokens it gets alone."""
     t3 = engine.model.t3
-    widths: list[int] = []
-    step = T3Stack.step
+    seen: list[tuple[int, int]] = []
+    decode = T3Stack.decode
 
-    def counting(self, tokens, *args, **kwargs):
-        widths.append(tokens.numel())
-        return step(self, tokens, *args, **kwargs)
+    def recording(self, tokens, steps, columns, cache, keys):
+        seen.append((tokens.numel(), id(cache.k)))
+        return decode(self, tokens, steps, columns, cache, keys)
 
-    monkeypatch.setattr(T3Stack, "step", counting)
+    monkeypatch.setattr(T3Stack, "decode", recording)
     text = framed(engine, TEXTS[2])
     rows = [
-        T3Row(cond(voices[0], 0.5), text, SamplingParams(), 2, seed=1),  # guided: 2 model rows
+        T3Row(cond(voices[0], 0.5), text, SamplingParams(), 2, seed=1),  # guided: 2 slots
         T3Row(cond(voices[1], 0.5), text, SamplingParams(cfg_weight=0.0), 6, seed=2),
-        T3Row(cond(voices[2], 0.5), text, SamplingParams(), 64, seed=3),  # stops by itself
+        T3Row(cond(voices[2], 0.5), text, SamplingParams(), 64, seed=3),  # waits for the first row's slots
+        T3Row(cond(voices[0], 0.9), text, SamplingParams(cfg_weight=0.0), 64, seed=4),  # waits for the second's
     ]
-    outs = generate(t3, rows)
-    n_last = outs[2].tokens.numel() + 1  # its stop token included
-    assert widths[0] == 5  # 2 + 1 + 2 model rows
-    assert widths[1:5] == [3] * 4  # the first row ended after 2 tokens
-    assert widths[5:] == [2] * (n_last - 6)  # then only the long row, until its stop
-    assert len(widths) == n_last - 1
+    outs = generate(t3, rows, slots=3)
+    assert {w for w, _ in seen} == {3}  # one width throughout
+    assert len({c for _, c in seen}) == 1  # one cache, never reallocated
+    # Four rows through three slots: the last two ran while the first two were gone.
+    assert len(seen) < sum(o.tokens.numel() + o.stopped for o in outs)
+    for row, out in zip(rows, outs):
+        alone = generate(t3, [row])[0]
+        assert torch.equal(alone.tokens, out.tokens) and alone.stopped == out.stopped
 
 
 def test_periodic_checks_give_the_same_tokens(engine, voices):
