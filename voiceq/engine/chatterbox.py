@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from .budget import chunk_budgets
 from .base import ConversionRequest, EngineInfo, GenerationParams, Synthesis, SynthesisRequest
 from .loading import load_model, pick_device
 from .s3gen_batch import S3GenJob
+from .session import Emit, Feed, SessionStats, run_session
 from .s3gen_batch import synthesize as s3gen_synthesize
 from .t3_decode import SamplingParams, T3Row, generate, stack_for
 from .text import DEFAULT_MAX_CHARS, join_audio, speech_token_estimate, split_text
@@ -60,6 +62,7 @@ class ChatterboxEngine:
         self.s3gen_batched = on_gpu
         self.s3gen_rows_per_pass = 16
         self.last_stats: BatchStats | None = None
+        self._prepare_turn = threading.Lock()
         self.info = EngineInfo(
             name=self.model_name,
             device=device,
@@ -90,13 +93,15 @@ class ChatterboxEngine:
     def prepare_voice(self, clip: Clip):
         # Upstream's own preparation path reads a file; hand it one so the voice is prepared
         # exactly as this model's upstream class would prepare it.
+        # Called from preparation threads while other jobs decode: upstream keeps the result on
+        # the model object (`conds`), so preparations take turns.
         fd, path = tempfile.mkstemp(suffix=".wav")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(to_wav(clip))
-            with torch.inference_mode():
+            with self._prepare_turn, torch.inference_mode():
                 self.model.prepare_conditionals(path)
-            conds = self.model.conds
+                conds = self.model.conds
         finally:
             os.unlink(path)
         return conds
@@ -234,11 +239,17 @@ class ChatterboxEngine:
         rows = [(i, k, row) for i, plan in enumerate(plans) for k, row in enumerate(plan.rows)]
         rows.sort(key=lambda r: r[2].text_tokens.numel())
         got: dict[tuple[int, int], torch.Tensor] = {}
-        for group in _passes(rows, self.t3_rows_per_pass, lambda r: 2 if r[2].sampling.cfg_weight > 0 else 1):
-            outs = generate(self.model.t3, [r[2] for r in group])
-            for (i, k, _), out in zip(group, outs):
-                got[(i, k)] = out.tokens[out.tokens < SPEECH_VOCAB_SIZE]
+        # One decode over at most `t3_rows_per_pass` slots: rows past it take finished rows' slots.
+        outs = generate(self.model.t3, [r[2] for r in rows], slots=self.t3_rows_per_pass)
+        for (i, k, _), out in zip(rows, outs):
+            got[(i, k)] = out.tokens[out.tokens < SPEECH_VOCAB_SIZE]
         return [[got[(i, k)] for k in range(len(plan.rows))] for i, plan in enumerate(plans)]
+
+    def run_session(self, feed: Feed, emit: Emit, *, slots: int | None = None,
+                    ignore_stop: bool = False) -> SessionStats:
+        """Continuous batching (`session.py`): requests from `feed` join the running decode as
+        slots free up; each outcome goes to `emit` as soon as its audio is ready."""
+        return run_session(self, feed, emit, slots=slots, ignore_stop=ignore_stop)
 
     def _run_s3gen(self, ready: Sequence[tuple[JobPlan, list[torch.Tensor]]]) -> list[np.ndarray]:
         """Every job's audio: its chunks through S3Gen, joined with short pauses."""

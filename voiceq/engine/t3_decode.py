@@ -645,10 +645,11 @@ class SlotDecoder:
         if need > self.cache.length:
             self.cache = self.cache.grown(need)
             self._graphed = None
+        free = list(self._free)
         cond, uncond, prefixes, slots = [], [], [], []
         for key, row, p in ready:
-            c = self._free.pop(0)
-            u = self._free.pop(0) if p.size(0) == 2 else None
+            c = free.pop(0)
+            u = free.pop(0) if p.size(0) == 2 else None
             cond.append(c)
             uncond.append(u)
             prefixes.append(p[0])
@@ -656,11 +657,14 @@ class SlotDecoder:
             if u is not None:
                 prefixes.append(p[1])
                 slots.append(u)
-            self._rows[c] = [key, u, p.size(1), row.max_new_tokens, 0]
         dev = self.device
         idx = torch.tensor(slots, dtype=torch.long, device=dev)
         cidx = torch.tensor(cond, dtype=torch.long, device=dev)
-        self.logits.index_copy_(0, idx, self.stack.prefill(prefixes, idx, self.cache))
+        logits = self.stack.prefill(prefixes, idx, self.cache)  # a failure here leaves every slot as it was
+        self._free = free
+        for (key, row, p), c, u in zip(ready, cond, uncond):
+            self._rows[c] = [key, u, p.size(1), row.max_new_tokens, 0]
+        self.logits.index_copy_(0, idx, logits)
         self.sampler.assign(cond, uncond, [r for _, r, _ in ready])
         self.prefix.index_copy_(0, idx, torch.tensor([p.size(0) for p in prefixes], device=dev))
         self.steps.index_fill_(0, idx, 0)
