@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
 from .audio import from_wav, to_mp3
 from .batching import BatchLimits, plan_batches, worth_waiting
-from .audio import to_wav
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
 from .engine.base import ConversionRequest
-from .engine.text import speech_token_estimate
 from .errors import (BlobNotFound, InvalidInput, JobFailed, ServiceUnavailable, StaleLease, StorageUnavailable,
                      StoreUnavailable)
 from .jobs import Job, JobResult, WorkerInfo, new_voice_id
@@ -71,6 +70,17 @@ class Produced:
     voice_blobs: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A claimed job ready for the engine: its voice and request, built off the engine's thread."""
+
+    job: Job
+    voice_id: str
+    created: list[str]  # blobs created for its voice (removed again if the job fails)
+    request: SynthesisRequest | None = None
+    conversion: ConversionRequest | None = None
+
+
 def classify(err: BaseException) -> JobFailed:
     """Which failures can pass (retry) and which cannot (fail now)."""
     if isinstance(err, JobFailed):
@@ -92,26 +102,29 @@ class VoiceCache:
     def __init__(self, capacity: int = 64) -> None:
         self.capacity = capacity
         self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()  # jobs are prepared on parallel threads
         self.hits = 0
         self.misses = 0
 
     def get(self, voice_id: str) -> Any | None:
-        voice = self._items.get(voice_id)
-        if voice is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._items.move_to_end(voice_id)
-        return voice
+        with self._lock:
+            voice = self._items.get(voice_id)
+            if voice is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._items.move_to_end(voice_id)
+            return voice
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, voice_id: str, voice: Any) -> None:
-        self._items[voice_id] = voice
-        self._items.move_to_end(voice_id)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[voice_id] = voice
+            self._items.move_to_end(voice_id)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
 
 def generation_params(job: Job) -> GenerationParams:
@@ -147,14 +160,16 @@ class Worker:
         self.engine = engine
         self.worker = worker
         self.limits = limits
-        # Estimated speech tokens of a job, for the token budget of an engine pass.
-        self.tokens_of = tokens_of or (lambda job: speech_token_estimate(job.sample_text))
+        # A job's cost for the token budget of an engine pass: the engine's own estimate (its
+        # chunks and caps), so the worker plans with the numbers the engine decodes by.
+        self.tokens_of = tokens_of or self._engine_cost
         self.heartbeat_s = heartbeat_s
         self.poll_interval_s = poll_interval_s
         self.voices = voice_cache or VoiceCache()
         self.metrics = metrics or Metrics(enabled=False)
         # The engine holds one model; batches take turns on it.
         self._engine_turn = asyncio.Lock()
+        self._voice_turns = [threading.Lock() for _ in range(64)]  # a voice's lock: by its key's hash
         self._stopping = False
         self.batches_run = 0
         self.last_batch_size = 0
@@ -205,8 +220,11 @@ class Worker:
                 # second, and a pass of 8 costs little more than a pass of 1.
                 await asyncio.sleep(limits.wait_to_fill_s)
                 batch += await self._claim(limit=limits.max_rows - len(batch))
-            if batch:
-                await self.process(batch)
+            if not batch:
+                return 0
+            if hasattr(self.engine, "run_session"):
+                return await ContinuousRun(self, batch).run()
+            await self.process(batch)
             return len(batch)
 
     async def run_ids(self, job_ids: Sequence[str]) -> list[str]:
@@ -214,7 +232,9 @@ class Worker:
         Returns the ids this call claimed; others were already taken by someone else."""
         async with self._engine_turn:
             batch = await self._claim(limit=len(job_ids), job_ids=job_ids)
-            if batch:
+            if batch and hasattr(self.engine, "run_session"):
+                await ContinuousRun(self, batch, claim_more=False).run()
+            elif batch:
                 await self.process(batch)
             return [j.job_id for j in batch]
 
@@ -235,7 +255,7 @@ class Worker:
             for part in plan_batches(batch, self.limits, self.tokens_of):
                 started = time.perf_counter()
                 try:
-                    outcomes = await asyncio.to_thread(self._produce, part)
+                    outcomes = await self._produce(part)
                 except asyncio.CancelledError:
                     raise  # shutting down: the leases expire and the jobs run again elsewhere
                 except Exception as err:  # the pass failed before per-job outcomes existed
@@ -249,10 +269,11 @@ class Worker:
         finally:
             beat.cancel()
 
-    async def _renew_leases(self, batch: list[Job], lost: set[str], finished: set[str]) -> None:
+    async def _renew_leases(self, batch: Iterable[Job], lost: set[str], finished: set[str]) -> None:
+        """Renew the lease of every job in `batch` (a list, or a live view of the jobs in hand)."""
         while True:
             await asyncio.sleep(self.heartbeat_s)
-            for job in batch:
+            for job in list(batch):
                 if job.job_id in lost or job.job_id in finished:
                     continue
                 try:
@@ -264,12 +285,15 @@ class Worker:
                     log.warning("job=%s heartbeat failed: %s", job.job_id, err)
 
     async def _finalize(
-        self, batch: list[Job], outcomes: list[Produced | BaseException], elapsed: float, lost: set[str]
+        self, batch: list[Job], outcomes: list[Produced | BaseException], elapsed: float, lost: set[str],
+        share: float | None = None,
     ) -> None:
         # `batch` is one engine pass. Every job in it waited the whole pass (processing_time),
         # but they shared the GPU: each is charged an equal share, so a pass's shares add up to
         # its wall time once, however many jobs it held. Failed rows' shares are not recorded.
-        share = elapsed / len(batch) if batch else 0.0
+        # (A continuous run finalizes job by job and passes each job's own share.)
+        if share is None:
+            share = elapsed / len(batch) if batch else 0.0
         for job, outcome in zip(batch, outcomes):
             lease = job.lease_id or ""
             try:
@@ -349,63 +373,103 @@ class Worker:
         model = self.model or job.model or CHATTERBOX
         if job.voice_id:
             cache_key = job.voice_id if model == CHATTERBOX else f"{job.voice_id}:{model}"
-            voice = self.voices.get(cache_key)
-            created: list[str] = []
-            if voice is None:
-                key = voice_model_key(job.voice_id, model)
-                try:
-                    voice = self.engine.voice_from_bytes(self.storage.get(key))
-                except BlobNotFound:
-                    clip = from_wav(self.storage.get(voice_reference_key(job.voice_id)))
-                    voice = self.engine.prepare_voice(clip)
-                    self.storage.put(key, self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
-                    created.append(key)
-                self.voices.put(cache_key, voice)
-            return job.voice_id, voice, created
+            # Jobs are prepared on parallel threads: one voice is read or prepared once.
+            with self._voice_turns[hash(cache_key) % len(self._voice_turns)]:
+                return self._known_voice(job, model, cache_key)
+        return self._new_voice(job, model)
+
+    def _known_voice(self, job: Job, model: str, cache_key: str) -> tuple[str, Any, list[str]]:
+        assert job.voice_id is not None
+        voice = self.voices.get(cache_key)
+        created: list[str] = []
+        if voice is None:
+            key = voice_model_key(job.voice_id, model)
+            try:
+                voice = self.engine.voice_from_bytes(self.storage.get(key))
+            except BlobNotFound:
+                clip = from_wav(self.storage.get(voice_reference_key(job.voice_id)))
+                voice = self.engine.prepare_voice(clip)
+                self.storage.put(key, self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
+                created.append(key)
+            self.voices.put(cache_key, voice)
+        return job.voice_id, voice, created
+
+    def _new_voice(self, job: Job, model: str) -> tuple[str, Any, list[str]]:
         wav = self.storage.get(job.audio_key)
         clip = from_wav(wav)
         voice = self.engine.prepare_voice(clip)
         voice_id = new_voice_id()
         keys = [voice_reference_key(voice_id), voice_model_key(voice_id, model)]
-        self.storage.put(keys[0], to_wav(clip), content_type="audio/wav")
+        self.storage.put(keys[0], wav, content_type="audio/wav")  # the stored upload as read, not re-encoded
         self.storage.put(keys[1], self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
         self.voices.put(voice_id if model == CHATTERBOX else f"{voice_id}:{model}", voice)
         return voice_id, voice, keys
 
-    def _produce(self, batch: list[Job]) -> list[Produced | BaseException]:
-        outcomes: list[Produced | BaseException] = [RuntimeError("not run")] * len(batch)
-        clones: list[SynthesisRequest] = []
-        conversions: list[ConversionRequest] = []
-        slots: list[tuple[int, str, list[str], bool]] = []  # (job index, voice id, its new blobs, conversion?)
-        for i, job in enumerate(batch):
-            try:
-                voice_id, voice, created = self._voice_for(job)
-                if job.kind == KIND_CONVERT:
-                    if not hasattr(self.engine, "convert"):
-                        raise JobFailed(f"the {self.engine.info.name} engine cannot convert voices", transient=False)
-                    source = from_wav(self.storage.get(str(job.extra.get("source_key") or "")))
-                    conversions.append(ConversionRequest(job.job_id, voice, source, generation_params(job).seed))
-                else:
-                    clones.append(SynthesisRequest(job.job_id, voice, job.sample_text, generation_params(job),
-                                                   job.language))
-                slots.append((i, voice_id, created, job.kind == KIND_CONVERT))
-            except Exception as err:
-                outcomes[i] = err
-        synthesized = iter(self.engine.synthesize(clones) if clones else [])
-        converted = iter(self.engine.convert(conversions) if conversions else [])  # type: ignore[attr-defined]
-        for i, voice_id, created, is_conversion in slots:
-            job = batch[i]
-            out = next(converted) if is_conversion else next(synthesized)
-            if isinstance(out, BaseException):
-                outcomes[i] = out
-                if not job.voice_id:  # a retry prepares the voice again under a new id
-                    self._delete(created)
-                continue
-            try:
-                outcomes[i] = self._store_result(job, voice_id, created, out)
-            except Exception as err:
-                outcomes[i] = err
-        return outcomes
+    def _engine_cost(self, job: Job) -> int:
+        """The engine's estimate of a job's speech tokens (1 for engines that give none: the
+        pass is then bounded by its row count only)."""
+        cost = getattr(self.engine, "request_cost", None)
+        if cost is None or job.kind == KIND_CONVERT:
+            return 1
+        try:
+            return cost(self.request_for(job, None)).expected_speech_tokens
+        except Exception:  # an unplannable job fails in the engine, alone; it costs nothing here
+            return 1
+
+    def request_for(self, job: Job, voice: Any) -> SynthesisRequest:
+        return SynthesisRequest(job.job_id, voice, job.sample_text, generation_params(job), job.language)
+
+    def _prepare(self, job: Job) -> Prepared:
+        """Everything a job needs before it enters the engine (runs on a preparation thread):
+        its voice (read, or prepared from the stored upload) and, for a conversion, its source."""
+        voice_id, voice, created = self._voice_for(job)
+        if job.kind == KIND_CONVERT:
+            if not hasattr(self.engine, "convert"):
+                self._delete([] if job.voice_id else created)
+                raise JobFailed(f"the {self.engine.info.name} engine cannot convert voices", transient=False)
+            source = from_wav(self.storage.get(str(job.extra.get("source_key") or "")))
+            return Prepared(job, voice_id, created, conversion=ConversionRequest(job.job_id, voice, source,
+                                                                                 generation_params(job).seed))
+        return Prepared(job, voice_id, created, request=self.request_for(job, voice))
+
+    def _outcome(self, prepared: Prepared, out: Synthesis | BaseException) -> Produced | BaseException:
+        """Store what the engine made (MP3 encoding and upload; runs on a thread after the job left
+        the engine), or clean up after a failure."""
+        job = prepared.job
+        if isinstance(out, BaseException):
+            if not job.voice_id:  # a retry prepares the voice again under a new id
+                self._delete(prepared.created)
+            return out
+        try:
+            return self._store_result(job, prepared.voice_id, prepared.created, out)
+        except Exception as err:
+            return err
+
+    async def _produce(self, batch: list[Job]) -> list[Produced | BaseException]:
+        """One engine pass: inputs prepared on threads first, the engine alone in its call,
+        results encoded and stored on threads after."""
+        prepared = await asyncio.gather(*(asyncio.to_thread(self._prepare, job) for job in batch),
+                                        return_exceptions=True)
+        ready = [p for p in prepared if isinstance(p, Prepared)]
+        clones = [p for p in ready if p.request is not None]
+        conversions = [p for p in ready if p.conversion is not None]
+
+        def engine_pass() -> tuple[list, list]:
+            synthesized = self.engine.synthesize([p.request for p in clones]) if clones else []
+            converted = (self.engine.convert([p.conversion for p in conversions])  # type: ignore[attr-defined]
+                         if conversions else [])
+            return list(synthesized), list(converted)
+
+        try:
+            synthesized, converted = await asyncio.to_thread(engine_pass)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            synthesized, converted = [err] * len(clones), [err] * len(conversions)
+        made = dict(zip([id(p) for p in clones + conversions], synthesized + converted))
+        stored = await asyncio.gather(*(asyncio.to_thread(self._outcome, p, made[id(p)]) for p in ready))
+        by_job = {id(p): out for p, out in zip(ready, stored)}
+        return [by_job[id(p)] if isinstance(p, Prepared) else p for p in prepared]
 
     def _store_result(self, job: Job, voice_id: str, created: list[str], out: Synthesis) -> Produced:
         key = result_key(job.job_id, job.lease_id or "nolease")
@@ -419,3 +483,6 @@ class Worker:
             new_voice=not job.voice_id,
             voice_blobs=tuple(created),
         )
+
+
+from .continuous import ContinuousRun  # noqa: E402  (it builds on the Worker defined above)

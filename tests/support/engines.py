@@ -66,3 +66,43 @@ def tone_engine_factory(settings: Any) -> ToneEngine:
 def stuck_tone_engine_factory(settings: Any) -> ToneEngine:
     """An engine whose every batch outlasts any shutdown grace: a batch is always in flight."""
     return ToneEngine(batch_s=300.0)
+
+
+class StreamingToneEngine(ToneEngine):
+    """A tone engine with the real engine's continuous interface (`run_session`,
+    `request_cost`): a fixed number of slots, each request holding one slot for one `step_s`
+    step per word, so long and short jobs finish at different times and late ones can join.
+    Records, per request, the steps it waited and the keys already decoding when it joined."""
+
+    def __init__(self, *, slots: int = 4, step_s: float = 0.01, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.slots = slots
+        self.step_s = step_s
+        self.sessions = 0
+        self.joined: dict[str, set[str]] = {}  # key -> keys decoding when it was admitted
+
+    def request_cost(self, req: SynthesisRequest) -> Any:
+        from voiceq.engine.chatterbox import RequestCost
+
+        words = max(1, len(req.text.split()))
+        return RequestCost(chunks=1, model_rows=1, max_speech_tokens=words, expected_speech_tokens=words)
+
+    def run_session(self, feed: Any, emit: Any) -> None:
+        self.sessions += 1
+        running: dict[str, tuple[SynthesisRequest, int]] = {}  # key -> (request, steps left)
+        while True:
+            idle = not running
+            for req in feed(self.slots - len(running), idle):
+                self.joined[req.key] = set(running)
+                running[req.key] = (req, max(1, len(req.text.split())))
+            if not running:
+                if idle:
+                    return
+                continue
+            time.sleep(self.step_s)
+            for key, (req, left) in list(running.items()):
+                if left > 1:
+                    running[key] = (req, left - 1)
+                    continue
+                del running[key]
+                emit(key, self.synthesize([req])[0])

@@ -42,3 +42,28 @@ def test_late_requests_join_the_running_decode_and_match_a_batch(engine, voices)
         assert isinstance(got, Synthesis) and isinstance(out, Synthesis)
         assert got.speech_tokens == out.speech_tokens
         assert np.array_equal(got.samples, out.samples)
+
+
+def test_the_worker_runs_jobs_through_the_real_engines_session(engine, tmp_path):
+    """Claim, prepare (upload read and voice prepared off the engine's thread), the real
+    engine's session, MP3 and upload after: every job completed with its audio stored."""
+    import asyncio
+
+    from tests.support.audio import decode_mp3
+    from tests.voiceq.test_worker import make, submission
+    from voiceq.jobs import JobStatus
+
+    manager, worker = make(tmp_path, engine)
+    few = {"max_speech_tokens": 4, "seed": 5}
+
+    async def scenario():
+        ids = [(await manager.submit(submission(i, text=text, params=few))).job_id
+               for i, text in enumerate(["Hello there.", "A second voice speaks."])]
+        assert await worker.run_once() == 2
+        return [await manager.get(j) for j in ids]
+
+    for job in asyncio.run(scenario()):
+        assert job.status is JobStatus.COMPLETED and 1 <= job.speech_tokens <= 4
+        samples, rate = decode_mp3(manager.storage.get(job.result_key))
+        assert rate == 24_000 and len(samples) > 0
+        assert manager.storage.exists(job.voice_key)

@@ -1,0 +1,58 @@
+"""The worker's continuous run over real bookkeeping (JobManager, SQLite file, local folder)
+with a stand-in engine that has the real engine's session interface: jobs claimed while a
+long one decodes join it and finish first, failures stay per job, leases are renewed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.support.engines import StreamingToneEngine
+from tests.voiceq.test_worker import make, submission
+from voiceq.jobs import JobStatus
+
+
+def test_jobs_arriving_during_a_long_job_join_its_run_and_finish_first(tmp_path: Path) -> None:
+    engine = StreamingToneEngine(slots=4, step_s=0.02)
+    manager, worker = make(tmp_path, engine, lease_s=0.6)  # heartbeats every 0.2 s
+
+    async def scenario():
+        long = await manager.submit(submission(0, text=" ".join(["word"] * 60)))  # ~1.2 s of steps
+        run = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.3)
+        late = [(await manager.submit(submission(i, text=text))).job_id
+                for i, text in [(1, "Short one."), (2, "Another short one <<fail>>"), (3, "Third.")]]
+        expired = []
+        while not run.done():
+            await asyncio.sleep(0.1)
+            expired += await manager.expire_leases()  # the reaper runs while the session does
+        n = await run
+        return n, expired, await manager.get(long.job_id), [await manager.get(j) for j in late]
+
+    n, expired, long, late = asyncio.run(scenario())
+    assert n == 4 and engine.sessions == 1  # one run, one engine session for all four
+    assert expired == []
+    assert long.status is JobStatus.COMPLETED and long.attempts == 1
+    ok, failed, third = late
+    # The engine's failure is transient: that job alone goes back to the queue for a retry.
+    assert failed.status is JobStatus.PENDING and failed.attempts == 1 and "asked to fail" in (failed.error or "")
+    for job in (ok, third):
+        assert job.status is JobStatus.COMPLETED
+        assert engine.joined[job.job_id] >= {long.job_id}  # joined while the long job decoded
+        assert job.completed_at < long.completed_at  # and did not wait for it
+        assert manager.storage.exists(job.result_key)
+
+
+def test_a_job_whose_input_is_missing_fails_alone_in_a_run(tmp_path: Path) -> None:
+    engine = StreamingToneEngine()
+    manager, worker = make(tmp_path, engine)
+
+    async def scenario():
+        jobs = [await manager.submit(submission(i)) for i in range(3)]
+        manager.storage.delete(jobs[1].audio_key)
+        assert await worker.run_once() == 3
+        return [await manager.get(j.job_id) for j in jobs]
+
+    a, b, c = asyncio.run(scenario())
+    assert a.status is JobStatus.COMPLETED and c.status is JobStatus.COMPLETED
+    assert b.status is JobStatus.FAILED and "missing from storage" in (b.error or "")
