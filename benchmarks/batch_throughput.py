@@ -36,10 +36,25 @@ By default the checkpoint is the test checkpoint's files with a plain random tin
 T3 is shaped to stop after ~20 tokens and says nothing else after that); `--full-size` puts a
 random T3 of the published size (Llama_520M) in its place.
 
+Mixed-length workload (`--mixed-jobs`, default 48; 0 skips it): jobs of 20 to 400 speech
+tokens (uniform, seeded) arrive over time, faster than the decoder can serve them (a queue
+that is never empty once it starts), and the T3 stage serves them two ways with the same
+number of slots (`--mixed-slots`, default 8):
+- static: today's batches: take the jobs that have arrived (up to the slot count), decode the
+  batch to its longest job, then take the next batch;
+- continuous: one `SlotDecoder`; a job that has arrived takes a finished job's slots after its
+  own prefill, while the others keep decoding.
+Both print jobs/s (jobs over the time from the first arrival to the last job's end) and the
+mean time from arrival to the end of T3. The decode step is timed alone too, with the weights'
+bytes it reads per step: on CUDA `--peak-gbs` (the device's memory bandwidth) gives the
+fraction of the bandwidth limit. `--mixed-e2e` also runs the whole engine session (S3Gen on the
+vocoder thread) over the workload and prints the time to first audio (default on CUDA).
+
 The last line reads `t3_batch16_vs_upstream=<ratio> e2e_batch16_vs_upstream=<ratio>`
 (T3 speech tokens/s and end-to-end jobs/s, batch of 16 over upstream, of the first model
 measured), then `turbo_t3_batch16_vs_upstream=<ratio>` and
-`multilingual_t3_batch16_vs_upstream=<ratio>` for those models when they were measured.
+`multilingual_t3_batch16_vs_upstream=<ratio>` for those models when they were measured,
+then `continuous_vs_static=<ratio>` (T3 jobs/s of the mixed workload, first model).
 """
 
 from __future__ import annotations
@@ -69,7 +84,7 @@ from voiceq.audio import Clip  # noqa: E402
 from voiceq.engine.base import GenerationParams, SynthesisRequest  # noqa: E402
 from voiceq.engine.chatterbox import ChatterboxEngine  # noqa: E402
 from voiceq.engine.family import engine_class  # noqa: E402
-from voiceq.engine.t3_decode import generate  # noqa: E402
+from voiceq.engine.t3_decode import SlotDecoder, T3Row, generate  # noqa: E402
 from voiceq.models import MODELS, MULTILINGUAL, TURBO  # noqa: E402
 
 TEXTS = [
@@ -408,6 +423,186 @@ def measure_batched(engine: ChatterboxEngine, voices: list, batch: int, repeats:
     return row, rest / batch, st.audio_seconds / batch
 
 
+# --- the mixed-length workload ----------------------------------------------------------------
+
+
+@dataclass
+class MixedResult:
+    name: str
+    jobs: int
+    seconds: float
+    mean_latency_s: float
+    steps: int
+
+    @property
+    def jobs_s(self) -> float:
+        return self.jobs / self.seconds
+
+
+def mixed_workload(engine: ChatterboxEngine, voices: list, jobs: int, seed: int = 0) -> list[tuple[float, T3Row]]:
+    """(arrival offset in s, T3 row) per job: 20-400 speech tokens each; offsets are filled in
+    by `with_arrivals` once the decoder's speed is known."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, req in enumerate(make_jobs(voices, jobs, model=engine.model_name)):
+        row = engine.plan(i, req).rows[0]
+        budget = int(rng.integers(20, 401))
+        rows.append((0.0, T3Row(row.cond, row.text_tokens, row.sampling, budget, row.seed)))
+    return rows
+
+
+def with_arrivals(rows: list[tuple[float, T3Row]], per_job_s: float, seed: int = 1) -> list[tuple[float, T3Row]]:
+    """Poisson arrivals at twice the rate the decoder can serve (per_job_s: its mean time per
+    job when full), so a queue builds up and stays."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(per_job_s / 2.0, size=len(rows))
+    gaps[0] = 0.0
+    return [(float(t), r) for t, (_, r) in zip(np.cumsum(gaps), rows)]
+
+
+def time_decode_step(engine: ChatterboxEngine, rows: list[tuple[float, T3Row]], slots: int, steps: int = 30
+                     ) -> float:
+    """Seconds per decode step with every slot busy (admission excluded)."""
+    device = engine.info.device
+    dec = SlotDecoder(engine.model.t3, slots, 1024, ignore_stop=True, max_new_tokens=400)
+    batch, room = [], slots
+    for i, (_, r) in enumerate(rows):
+        if SlotDecoder.slots_for(r) > room:
+            break
+        room -= SlotDecoder.slots_for(r)
+        batch.append((i, T3Row(r.cond, r.text_tokens, r.sampling, 400, r.seed)))
+    dec.admit(batch)
+    for _ in range(5):
+        dec.advance()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        dec.advance()
+    sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def run_static(engine: ChatterboxEngine, rows: list[tuple[float, T3Row]], slots: int) -> MixedResult:
+    """Today's batches: whatever has arrived (up to `slots` model rows) decodes to its longest job."""
+    device = engine.info.device
+    start = time.perf_counter()
+    pending = list(range(len(rows)))
+    latency, steps = 0.0, 0
+    while pending:
+        now = time.perf_counter() - start
+        if rows[pending[0]][0] > now:
+            time.sleep(rows[pending[0]][0] - now)
+            now = rows[pending[0]][0]
+        batch, room = [], slots
+        while pending and rows[pending[0]][0] <= now and SlotDecoder.slots_for(rows[pending[0]][1]) <= room:
+            i = pending.pop(0)
+            room -= SlotDecoder.slots_for(rows[i][1])
+            batch.append(i)
+        generate(engine.model.t3, [rows[i][1] for i in batch], ignore_stop=True)
+        sync(device)
+        end = time.perf_counter() - start
+        steps += max(rows[i][1].max_new_tokens for i in batch)
+        latency += sum(end - rows[i][0] for i in batch)
+    total = time.perf_counter() - start
+    return MixedResult("static", len(rows), total, latency / len(rows), steps)
+
+
+def run_continuous(engine: ChatterboxEngine, rows: list[tuple[float, T3Row]], slots: int) -> MixedResult:
+    """One decoder: arrived jobs take free slots as others finish."""
+    device = engine.info.device
+    dec = SlotDecoder(engine.model.t3, slots, 1024, ignore_stop=True, max_new_tokens=400)
+    start = time.perf_counter()
+    pending = list(range(len(rows)))
+    latency, done = 0.0, 0
+    with torch.inference_mode():
+        while pending or dec.active:
+            now = time.perf_counter() - start
+            if not dec.active and rows[pending[0]][0] > now:
+                time.sleep(rows[pending[0]][0] - now)
+                now = rows[pending[0]][0]
+            batch, room = [], dec.free_slots
+            while pending and rows[pending[0]][0] <= now and SlotDecoder.slots_for(rows[pending[0]][1]) <= room:
+                i = pending.pop(0)
+                room -= SlotDecoder.slots_for(rows[i][1])
+                batch.append((i, rows[i][1]))
+            if batch:
+                dec.admit(batch)
+            finished = dec.advance()
+            if finished:
+                end = time.perf_counter() - start
+                latency += sum(end - rows[i][0] for i, _ in finished)  # type: ignore[misc]
+                done += len(finished)
+    sync(device)
+    total = time.perf_counter() - start
+    return MixedResult("continuous", len(rows), total, latency / len(rows), dec.steps_run)
+
+
+def t3_weight_bytes(engine: ChatterboxEngine) -> int:
+    """Bytes of the weights one decode step reads: the backbone and the speech head/embeddings."""
+    t3 = engine.model.t3
+    mods = [t3.tfmr, t3.speech_head, t3.speech_emb]
+    return sum(p.numel() * p.element_size() for m in mods for p in m.parameters())
+
+
+def run_mixed(engine: ChatterboxEngine, voices: list, args: argparse.Namespace) -> float:
+    """The mixed-length workload, static against continuous; prints both and returns the ratio."""
+    slots = args.mixed_slots
+    base = mixed_workload(engine, voices, args.mixed_jobs)
+    with stop_token_off(engine.model.t3):
+        step_s = time_decode_step(engine, base, slots)
+        mean_tokens = float(np.mean([r.max_new_tokens for _, r in base]))
+        per_job = step_s * mean_tokens / max(1, slots // 2)  # guided rows take two slots
+        rows = with_arrivals(base, per_job)
+        run_continuous(engine, rows[: max(2, len(rows) // 8)], slots)  # warm-up (allocator, kernels)
+        static = run_static(engine, rows, slots)
+        cont = run_continuous(engine, rows, slots)
+    bytes_ = t3_weight_bytes(engine)
+    gbs = bytes_ / step_s / 1e9
+    bw = f" ({100 * gbs / args.peak_gbs:.1f}% of {args.peak_gbs:g} GB/s)" if args.peak_gbs else ""
+    print(f"mixed workload: {args.mixed_jobs} jobs of 20-400 speech tokens (mean {mean_tokens:.0f}), "
+          f"arriving over {rows[-1][0]:.2f} s, {slots} slots, stop token off")
+    print(f"  T3 decode step, {slots} slots busy: {1e3 * step_s:.2f} ms; weights {bytes_ / 1e6:.1f} MB "
+          f"-> {gbs:.1f} GB/s{bw}")
+    for r in (static, cont):
+        print(f"  {r.name:<10} T3 jobs/s={r.jobs_s:.2f} seconds={r.seconds:.2f} steps={r.steps} "
+              f"mean_latency_s={r.mean_latency_s:.2f}")
+    ratio = cont.jobs_s / static.jobs_s
+    print(f"{engine.model_name}: continuous_vs_static={ratio:.2f}")
+    if args.mixed_e2e:
+        first, total, n = mixed_e2e(engine, voices, rows)
+        print(f"  engine session (T3 + S3Gen on the vocoder thread): {n} jobs in {total:.2f} s, "
+              f"{n / total:.2f} jobs/s, time to first audio {first:.2f} s")
+    return ratio
+
+
+def mixed_e2e(engine: ChatterboxEngine, voices: list, rows: list[tuple[float, T3Row]]) -> tuple[float, float, int]:
+    """The whole engine session over the workload's arrivals: (first audio s, total s, jobs)."""
+    reqs = make_jobs(voices, len(rows), model=engine.model_name)
+    reqs = [SynthesisRequest(r.key, r.voice, r.text, GenerationParams(**{**r.params.__dict__,
+                                                                         "max_speech_tokens": row.max_new_tokens}),
+                             r.language) for r, (_, row) in zip(reqs, rows)]
+    start = time.perf_counter()
+    pending = list(range(len(reqs)))
+    outcomes: dict[str, object] = {}
+
+    def feed(room: int, idle: bool) -> list[SynthesisRequest]:
+        now = time.perf_counter() - start
+        if idle and pending and rows[pending[0]][0] > now:
+            time.sleep(rows[pending[0]][0] - now)
+            now = rows[pending[0]][0]
+        out = []
+        while pending and rows[pending[0]][0] <= now and len(out) < max(1, room):
+            out.append(reqs[pending.pop(0)])
+        return out
+
+    with stop_token_off(engine.model.t3):
+        stats = engine.run_session(feed, outcomes.__setitem__, slots=engine.t3_rows_per_pass, ignore_stop=True)
+    failures = [o for o in outcomes.values() if isinstance(o, BaseException)]
+    if failures:
+        raise RuntimeError(f"session failed: {failures[0]!r}")
+    return stats.first_audio_s or float("nan"), stats.total_seconds, len(outcomes)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -430,7 +625,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--s3gen-batched", choices=["auto", "yes", "no"], default="auto",
                     help="S3Gen flow batched or per job (default: the engine's choice for the device)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    ap.add_argument("--mixed-jobs", type=int, default=48, help="jobs of the mixed-length workload (0: skip it)")
+    ap.add_argument("--mixed-slots", type=int, default=8, help="decoder slots (model rows) for the mixed workload")
+    ap.add_argument("--mixed-e2e", action=argparse.BooleanOptionalAction, default=None,
+                    help="also run the whole engine session over the mixed workload (default: on CUDA)")
+    ap.add_argument("--peak-gbs", type=float, default=None,
+                    help="the device's memory bandwidth in GB/s (e.g. 4800 for an H200), for the decode step's bound")
+    ap.add_argument("--skip-fixed", action="store_true", help="only the mixed workload (no upstream table)")
     args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA (or ROCm) device here; run it on a GPU machine")
+    if args.mixed_e2e is None:
+        args.mixed_e2e = args.device == "cuda"
 
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -445,22 +651,27 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         ap.error(f"unknown model(s) {', '.join(unknown)}: choose among {', '.join(MODELS)}")
-    ratios: dict[str, tuple[float, float]] = {}
+    ratios: dict[str, tuple[float, float, float | None]] = {}
     for model in models:
         ratios[model] = run_model(model, args, sizes, upstream_jobs, s3_max, on_cpu)
     first = ratios[models[0]]
-    line = f"t3_batch16_vs_upstream={first[0]:.2f} e2e_batch16_vs_upstream={first[1]:.2f}"
-    if TURBO in ratios:
-        line += f" turbo_t3_batch16_vs_upstream={ratios[TURBO][0]:.2f}"
-    if MULTILINGUAL in ratios:
-        line += f" multilingual_t3_batch16_vs_upstream={ratios[MULTILINGUAL][0]:.2f}"
-    print(line)
+    parts = []
+    if not args.skip_fixed:
+        parts.append(f"t3_batch16_vs_upstream={first[0]:.2f} e2e_batch16_vs_upstream={first[1]:.2f}")
+        if TURBO in ratios:
+            parts.append(f"turbo_t3_batch16_vs_upstream={ratios[TURBO][0]:.2f}")
+        if MULTILINGUAL in ratios:
+            parts.append(f"multilingual_t3_batch16_vs_upstream={ratios[MULTILINGUAL][0]:.2f}")
+    if first[2] is not None:
+        parts.append(f"continuous_vs_static={first[2]:.2f}")
+    print(" ".join(parts))
     return 0
 
 
 def run_model(model: str, args: argparse.Namespace, sizes: list[int], upstream_jobs: int, s3_max: int,
-              on_cpu: bool) -> tuple[float, float]:
-    """Measure one model and print its table; (T3, end-to-end) ratios at batch 16."""
+              on_cpu: bool) -> tuple[float, float, float | None]:
+    """Measure one model and print its table; (T3, end-to-end) ratios at batch 16, and the
+    mixed workload's continuous over static ratio (None when skipped)."""
     if args.ckpt is not None:
         ckpt = args.ckpt
     elif model == TURBO:
@@ -479,6 +690,9 @@ def run_model(model: str, args: argparse.Namespace, sizes: list[int], upstream_j
     print(f"model={model} device={args.device} ckpt={ckpt} t3={'full-size' if args.full_size else 'as in checkpoint'} "
           f"tokens/job={args.tokens} s3gen_batched={engine.s3gen_batched} threads={torch.get_num_threads()}")
 
+    mixed = run_mixed(engine, voices, args) if args.mixed_jobs > 0 else None
+    if args.skip_fixed:
+        return float("nan"), float("nan"), mixed
     rows: list[Row] = []
     guard = no_alignment_analyzer() if model == MULTILINGUAL else contextlib.nullcontext()
     with stop_token_off(engine.model.t3), guard:
@@ -529,7 +743,7 @@ def run_model(model: str, args: argparse.Namespace, sizes: list[int], upstream_j
     t3_ratio = b16.t3_tok_s / up.t3_tok_s if b16 else float("nan")
     e2e_ratio = b16.jobs_s / up.jobs_s if b16 else float("nan")
     print(f"{model}: t3_batch16_vs_upstream={t3_ratio:.2f} e2e_batch16_vs_upstream={e2e_ratio:.2f}")
-    return t3_ratio, e2e_ratio
+    return t3_ratio, e2e_ratio, mixed
 
 
 if __name__ == "__main__":

@@ -173,6 +173,12 @@ class KVCache:
     def slots(self) -> int:
         return self.k.size(1)
 
+    def view(self, slots: int) -> "KVCache":
+        """The first `slots` slots, sharing this cache's memory."""
+        new = KVCache.__new__(KVCache)
+        new.k, new.v = self.k[:, :slots], self.v[:, :slots]
+        return new
+
     def grown(self, length: int) -> "KVCache":
         """A longer cache with this one's columns (admission of a row longer than any so far;
         never during decoding)."""
@@ -259,12 +265,15 @@ class T3Stack:
         last = x[torch.arange(R, device=self.device), lengths - 1]  # (R, D)
         return self.t3.speech_head(self._norm(last))  # (R, V)
 
-    def decode(self, tokens: Tensor, steps: Tensor, columns: Tensor, cache: KVCache, keys: int) -> Tensor:
-        """One step for every slot, shapes fixed by the slot count and `keys`: slot s feeds
-        `tokens[s]`, its `steps[s]`-th generated token (1-based: the speech position), at
-        cache column `columns[s]` (also its rotary position), and attends to its columns up to
-        that one among the first `keys`. Returns the next logits (S, V)."""
+    def decode(self, tokens: Tensor, steps: Tensor, columns: Tensor, cache: KVCache, keys: int,
+               slots: int | None = None) -> Tensor:
+        """One step for the first `slots` slots (default all), shapes fixed by the slot count and
+        `keys`: slot s feeds `tokens[s]`, its `steps[s]`-th generated token (1-based: the speech
+        position), at cache column `columns[s]` (also its rotary position), and attends to its
+        columns up to that one among the first `keys`. Returns the next logits (S, V)."""
         S = tokens.size(0)
+        if slots is not None and slots < cache.slots:
+            cache = KVCache.view(cache, slots)
         slot = torch.arange(S, device=tokens.device)  # (S,)
         x = self._speech_input(tokens, steps)  # (S, 1, D)
         mask = (torch.arange(keys, device=tokens.device)[None, :] <= columns[:, None])[:, None, None]  # (S, 1, 1, K)
@@ -713,7 +722,10 @@ class SlotDecoder:
                 self._graphed = _GraphedDecode(self.stack, self.cache)
             self.logits.copy_(self._graphed(tokens, steps, columns, keys))
         else:
-            self.logits = self.stack.decode(tokens, steps, columns, self.cache, keys)
+            # Eager (CPU): the slots past the highest one in use hold nothing and are left out
+            # (a view of the cache, no copy); admission fills the lowest free slots first.
+            hi = max([max(c, u if u is not None else c) for c, (_, u, *_) in self._rows.items()] or [0]) + 1
+            self.logits[:hi] = self.stack.decode(tokens[:hi], steps[:hi], columns[:hi], self.cache, keys, hi)
         self.steps_run += 1
         return self.logits
 

@@ -172,9 +172,9 @@ def test_finished_rows_slots_are_refilled_in_place(engine, voices, monkeypatch):
     seen: list[tuple[int, int]] = []
     decode = T3Stack.decode
 
-    def recording(self, tokens, steps, columns, cache, keys):
-        seen.append((tokens.numel(), id(cache.k)))
-        return decode(self, tokens, steps, columns, cache, keys)
+    def recording(self, tokens, steps, columns, cache, keys, slots=None):
+        seen.append((tokens.numel(), cache.k.data_ptr()))
+        return decode(self, tokens, steps, columns, cache, keys, slots)
 
     monkeypatch.setattr(T3Stack, "decode", recording)
     text = framed(engine, TEXTS[2])
@@ -185,7 +185,9 @@ def test_finished_rows_slots_are_refilled_in_place(engine, voices, monkeypatch):
         T3Row(cond(voices[0], 0.9), text, SamplingParams(cfg_weight=0.0), 64, seed=4),  # waits for the second's
     ]
     outs = generate(t3, rows, slots=3)
-    assert {w for w, _ in seen} == {3}  # one width throughout
+    # At most the three slots (a CPU leaves out the free slots past the last one in use; a GPU
+    # runs all of them in its captured graph), always in the one preallocated cache.
+    assert max(w for w, _ in seen) == 3 and seen[0][0] == 3
     assert len({c for _, c in seen}) == 1  # one cache, never reallocated
     # Four rows through three slots: the last two ran while the first two were gone.
     assert len(seen) < sum(o.tokens.numel() + o.stopped for o in outs)
