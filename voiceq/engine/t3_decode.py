@@ -39,6 +39,7 @@ can force or forbid the stop token; it is not a part of the model's logits and i
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
@@ -50,6 +51,8 @@ from torch import Tensor
 if TYPE_CHECKING:  # chatterbox imports are heavy; only the type checker needs them here
     from chatterbox.models.t3 import T3
     from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+log = logging.getLogger("voiceq.engine")
 
 # Uniforms are kept at most 1 - 2**-23 so that u * c rounds strictly below c for any float32
 # total c (c - u * c >= c * 2**-23, at least one spacing of c): the inverse CDF then always
@@ -720,7 +723,12 @@ class SlotDecoder:
         if self.graphs:
             if self._graphed is None:
                 self._graphed = _GraphedDecode(self.stack, self.cache)
-            self.logits.copy_(self._graphed(tokens, steps, columns, keys))
+            try:
+                self.logits.copy_(self._graphed(tokens, steps, columns, keys))
+            except Exception as err:  # a backend that cannot capture the step: run it eagerly
+                log.warning("decode step not captured as a CUDA graph (%r); running it eagerly", err)
+                self.graphs, self._graphed = False, None
+                self.logits = self.stack.decode(tokens, steps, columns, self.cache, keys)
         else:
             # Eager (CPU): the slots past the highest one in use hold nothing and are left out
             # (a view of the cache, no copy); admission fills the lowest free slots first.
