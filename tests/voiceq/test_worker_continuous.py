@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 from tests.support.engines import StreamingToneEngine
+from tests.voiceq.test_worker import W as W_INFO
 from tests.voiceq.test_worker import make, submission
 from voiceq.jobs import JobStatus
 
@@ -56,3 +57,28 @@ def test_a_job_whose_input_is_missing_fails_alone_in_a_run(tmp_path: Path) -> No
     a, b, c = asyncio.run(scenario())
     assert a.status is JobStatus.COMPLETED and c.status is JobStatus.COMPLETED
     assert b.status is JobStatus.FAILED and "missing from storage" in (b.error or "")
+
+
+def test_passes_are_planned_by_the_engines_own_cost(tmp_path: Path) -> None:
+    """One planner: without an override the worker's pass budget counts what the engine's
+    `request_cost` says a job costs (here one token per word), not an estimate of its own."""
+    from tests.support.engines import ToneEngine
+    from voiceq.batching import BatchLimits
+    from voiceq.worker import Worker
+
+    class CostedTone(ToneEngine):
+        request_cost = StreamingToneEngine.request_cost
+
+    engine = CostedTone()
+    manager, _ = make(tmp_path, engine)
+    worker = Worker(manager, manager.storage, engine, worker=W_INFO, limits=BatchLimits(max_rows=8, token_budget=5),
+                    poll_interval_s=0.05)
+
+    async def scenario():
+        ids = [(await manager.submit(submission(i, text=text))).job_id
+               for i, text in enumerate(["one two three", "four five", "six"])]
+        assert await worker.run_once() == 3
+        return ids
+
+    ids = asyncio.run(scenario())
+    assert engine.batches == [ids[:2], ids[2:]]  # 3 + 2 words fill the budget of 5, then 1
