@@ -595,8 +595,13 @@ def mixed_e2e(engine: ChatterboxEngine, voices: list, rows: list[tuple[float, T3
             out.append(reqs[pending.pop(0)])
         return out
 
-    with stop_token_off(engine.model.t3):
-        stats = engine.run_session(feed, outcomes.__setitem__, slots=engine.t3_rows_per_pass, ignore_stop=True)
+    cap = engine.max_speech_tokens
+    engine.max_speech_tokens = max(cap, 400)  # the workload's jobs go up to 400 tokens
+    try:
+        with stop_token_off(engine.model.t3):
+            stats = engine.run_session(feed, outcomes.__setitem__, slots=engine.t3_rows_per_pass, ignore_stop=True)
+    finally:
+        engine.max_speech_tokens = cap
     failures = [o for o in outcomes.values() if isinstance(o, BaseException)]
     if failures:
         raise RuntimeError(f"session failed: {failures[0]!r}")

@@ -56,7 +56,9 @@ class ChatterboxEngine:
         # T3 cache bytes per sequence and token: a batch of R model rows decoding up to N
         # tokens after a prefix of P holds R * (P + N) of these.
         self.kv_bytes_per_token = stack_for(model.t3).kv_bytes_per_token()
-        self.t3_rows_per_pass = self._default_t3_rows(device) if on_gpu else 64
+        # A CPU's cache is bounded to 2 GiB (64 rows of the tiny test model; a few of the real one).
+        self.t3_rows_per_pass = self._default_t3_rows(device) if on_gpu else \
+            int(max(2, min(64, 2**31 // (self.t3_columns * self.kv_bytes_per_token))))
         # S3Gen's flow batched: on a CPU it measured no faster than job by job (the
         # estimator is compute-bound there, and padding costs), on a GPU one job leaves it idle.
         self.s3gen_batched = on_gpu
@@ -81,11 +83,17 @@ class ChatterboxEngine:
         return cls(model, device=torch_device, gpu_type=gpu_type, max_speech_tokens=cap,
                    description=manifest.description)
 
+    @property
+    def t3_columns(self) -> int:
+        """KV cache columns a decode slot is sized for: a prefix of up to ~400 columns plus
+        the token cap (a longer prefix grows the cache when it is admitted)."""
+        return 400 + self.max_speech_tokens
+
     def _default_t3_rows(self, device: str) -> int:
         """Model rows per T3 pass that keep the KV cache within a third of the GPU's memory
         (a prefix of up to ~400 columns plus the token cap)."""
         total = torch.cuda.get_device_properties(torch.device(device)).total_memory
-        per_row = (400 + self.max_speech_tokens) * self.kv_bytes_per_token
+        per_row = self.t3_columns * self.kv_bytes_per_token
         return int(max(2, min(256, total // 3 // per_row)))
 
     # --- voices -------------------------------------------------------------------------

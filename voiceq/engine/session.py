@@ -136,7 +136,7 @@ def run_session(engine: "ChatterboxEngine", feed: Feed, emit: Emit, *, slots: in
 
     t3 = engine.model.t3
     width = max(2, slots or engine.t3_rows_per_pass)
-    dec = SlotDecoder(t3, width, 512, ignore_stop=ignore_stop, max_new_tokens=engine.max_speech_tokens)
+    dec = SlotDecoder(t3, width, engine.t3_columns, ignore_stop=ignore_stop, max_new_tokens=engine.max_speech_tokens)
     vocoder = _Vocoder(engine, emitted)
     jobs: dict[str, _Job] = {}
     waiting: deque[tuple[tuple[str, int], object]] = deque()  # ((job key, chunk), T3Row)
