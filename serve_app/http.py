@@ -41,6 +41,7 @@ from .auth import Forbidden, Keyring, Principal, Unauthorized, can_see, owner_of
 from .responses import API_PREFIX
 from .family import build_conversion, conversion_form
 from .health import terse_report
+from .page import page_routes
 from .validation import build_submission, check_job_id, check_limit, check_user_id, read_upload
 from .voice_routes import voice_routes
 
@@ -357,6 +358,7 @@ def create_http_app(backend: Backend) -> Starlette:
         Route("/health", live, methods=["GET"]),
         Route("/ready", health, methods=["GET"]),
         *voice_routes(),
+        *page_routes(),  # the onboarding page at /
     ]
     # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything
     # else is a bug, answered with a 500 and re-raised so it is logged with its traceback.

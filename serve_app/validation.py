@@ -31,6 +31,12 @@ MAX_USER_ID_CHARS = 128
 _USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+\-]+$")
 _IDEMPOTENCY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
+# Refusals the onboarding page foresees before uploading, in one wording (serve_app/page.py
+# serves them to it as templates).
+REQUIRED = "{name} is required"
+TOO_MANY_CHARS = "{name} is too long: {length} characters, at most {max_chars}"
+TOO_LARGE = "{field} is too large: {size} bytes, at most {max_bytes}"
+
 # name: (low, high, type)
 GENERATION_FIELDS: dict[str, tuple[float, float, type]] = {
     "exaggeration": (0.0, 2.0, float),
@@ -45,13 +51,13 @@ def _text_field(form: Mapping[str, Any], name: str, *, required: bool, max_chars
     value = form.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise InvalidInput(f"{name} is required", field=name)
+            raise InvalidInput(REQUIRED.format(name=name), field=name)
         return None
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a text field, not a file", field=name)
     value = value.strip()
     if len(value) > max_chars:
-        raise InvalidInput(f"{name} is too long: {len(value)} characters, at most {max_chars}", field=name)
+        raise InvalidInput(TOO_MANY_CHARS.format(name=name, length=len(value), max_chars=max_chars), field=name)
     for ch in value:
         if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and not (allow_newlines and ch in "\n\t"):
             raise InvalidInput(f"{name} contains a control or invalid character", field=name)
@@ -116,7 +122,7 @@ async def read_upload(upload: Any, settings: Settings, field: str = "audio_file"
     size = getattr(upload, "size", None)
     if size is not None and size > settings.max_upload_bytes:
         raise InvalidInput(
-            f"{field} is too large: {size} bytes, at most {settings.max_upload_bytes}", field=field,
+            TOO_LARGE.format(field=field, size=size, max_bytes=settings.max_upload_bytes), field=field,
             status_code=413,
         )
     data = await upload.read(settings.max_upload_bytes + 1)
