@@ -20,6 +20,7 @@
   let recorder = null;
   let busy = false;
   let retryTimer = null;
+  let holding = false; // a Retry-After is counting down: submitting waits for it
 
   // --- small helpers ----------------------------------------------------------------------
 
@@ -303,7 +304,7 @@
 
   function setBusy(value) {
     busy = value;
-    $("submit").disabled = value;
+    $("submit").disabled = value || holding;
     document.querySelectorAll(".speak button, .speak input").forEach((el) => { el.disabled = value; });
   }
 
@@ -364,12 +365,14 @@
       show($("form-error"), text + (left > 0 ? " Try again in " + left + " s." : " You can try again now."));
     };
     render();
-    $("submit").disabled = true;
+    holding = left > 0;
+    $("submit").disabled = busy || holding;
     retryTimer = setInterval(() => {
       left -= 1;
       render();
       if (left <= 0) {
         clearInterval(retryTimer);
+        holding = false;
         $("submit").disabled = busy;
       }
     }, 1000);
