@@ -20,6 +20,7 @@
   let recorder = null;
   let busy = false;
   let retryTimer = null;
+  let keyTimer = null;
   let holding = false; // a Retry-After is counting down: submitting waits for it
 
   // --- small helpers ----------------------------------------------------------------------
@@ -72,6 +73,17 @@
     if (el.scrollIntoView) el.scrollIntoView({ block: "nearest" });
   }
 
+  function formatBytes(bytes) {
+    if (bytes >= 1048576) return Number((bytes / 1048576).toFixed(1)) + " MB";
+    return Math.max(1, Math.round(bytes / 1024)) + " KB";
+  }
+
+  // A server message as a sentence the page can add to.
+  function sentence(text) {
+    const trimmed = String(text || "").trim();
+    return /[.!?)]$/.test(trimmed) ? trimmed : trimmed + ".";
+  }
+
   async function readJson(response) {
     try {
       return await response.json();
@@ -97,19 +109,19 @@
     const retry = retryAfterSeconds(response);
     const status = response.status;
     if (status === 401 || code === "unauthorized") {
-      return { kind: "key", text: "Your API key was not accepted: " + (message || "unauthorized") + "." };
+      return { kind: "key", text: "Your API key was not accepted: " + sentence(message || "unauthorized") };
     }
     if (status === 403 || code === "forbidden") {
-      return { kind: "error", text: "This key may not do that: " + message };
+      return { kind: "error", text: "This key may not do that: " + sentence(message) };
     }
     if (status === 413 || code === "payload_too_large") {
       return { kind: "error", text: message || "The file is too large for this server." };
     }
     if (status === 429 || code === "rate_limited") {
-      return { kind: "retry", retry: retry, text: "Too many jobs for now: " + message };
+      return { kind: "retry", retry: retry, text: "Too many jobs for now: " + sentence(message) };
     }
     if (status === 503 || ["queue_full", "store_unavailable", "storage_unavailable", "service_unavailable"].includes(code)) {
-      return { kind: "retry", retry: retry, text: "The service is busy or briefly unavailable: " + message };
+      return { kind: "retry", retry: retry, text: "The service is busy or briefly unavailable: " + sentence(message) };
     }
     if (message) return { kind: "error", text: message, field: body.field };
     return { kind: "error", text: "The server answered " + status + " " + response.statusText + "." };
@@ -132,8 +144,10 @@
       if (value) sessionStorage.setItem(KEY_STORE, value);
       else sessionStorage.removeItem(KEY_STORE);
       show($("key-prompt"), "");
+      // The person's voices appear once a key is typed or pasted (not on every keystroke).
+      clearTimeout(keyTimer);
+      keyTimer = setTimeout(loadVoices, 400);
     });
-    input.addEventListener("change", loadVoices);
     $("forget-key").addEventListener("click", () => {
       sessionStorage.removeItem(KEY_STORE);
       input.value = "";
@@ -188,7 +202,7 @@
     if (preview.src) URL.revokeObjectURL(preview.src);
     preview.src = URL.createObjectURL(blob);
     preview.hidden = false;
-    const size = (blob.size / 1024).toFixed(0) + " KB";
+    const size = formatBytes(blob.size);
     $("sample-info").dataset.seconds = seconds === null ? "" : seconds.toFixed(3);
     show($("sample-info"), seconds === null
       ? "Sample ready (" + size + "); its length will be checked by the server."
@@ -438,8 +452,6 @@
 
   function queuedText(job, since) {
     let text = "Queued: waiting for a free voice engine";
-    if (typeof job.queuePosition === "number") text += ", " + job.queuePosition + " ahead";
-    if (typeof job.estimatedWaitS === "number") text += ", about " + Math.ceil(job.estimatedWaitS) + " s to go";
     text += " (" + Math.round((Date.now() - since) / 1000) + " s so far).";
     if (job.attempts > 0 && job.error) {
       text += " The last attempt hit a temporary error (" + job.error + "); it will be tried again ("
@@ -493,7 +505,12 @@
   }
 
   async function audioBlob(url) {
-    if (url.startsWith("data:")) return (await fetch(url)).blob();
+    if (url.startsWith("data:")) {
+      // Development's answer carries the clip inline (the page's CSP lets it fetch only its own routes).
+      const [head, data] = url.split(",", 2);
+      const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+      return new Blob([bytes], { type: head.slice(5).split(";")[0] || "audio/mpeg" });
+    }
     const response = await fetch(url, { headers: authHeaders() });
     if (!response.ok) throw new Error(problem(response, await readJson(response)).text);
     return response.blob();
@@ -720,7 +737,7 @@
       : "Development mode: your clip is made while you wait.";
     $("audio-help").textContent = "Between " + fill("{a:g}", { a: limits.minAudioS }) + " and "
       + fill("{b:g}", { b: limits.maxAudioS }) + " seconds, at most "
-      + (limits.maxUploadBytes / 1048576).toFixed(0) + " MB; " + caps.acceptedFormats + ".";
+      + formatBytes(limits.maxUploadBytes) + "; " + caps.acceptedFormats + ".";
     $("voice-name").maxLength = limits.maxNameChars;
     $("sample-text").maxLength = limits.maxTextChars;
     $("sample-text").placeholder = caps.defaultSampleText;

@@ -29,6 +29,7 @@ SCREENSHOTS = REPO / "test-output" / "screenshots"
 KEY = "web-key-0123456789abcdef"
 BUSY_KEY = "busy-key-0123456789abcdef"  # a key whose active-job quota is 0: every submission is a 429
 USER = "browser-user"
+MAX_UPLOAD_BYTES = 400_000  # development's limit here: a 9 s WAV is over it
 WAIT_S = 60
 
 
@@ -57,6 +58,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                 "--window-size=1100,1000", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                 "--autoplay-policy=no-user-gesture-required", "--lang=en-US"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=found[1]))
@@ -83,6 +85,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     made = {
         "good": ("my-voice.wav", voice_file("wav", seconds=3.0)),
         "short": ("too-short.wav", voice_file("wav", seconds=0.5)),
+        "large": ("too-large.wav", voice_file("wav", seconds=9.0)),
         "not_audio": ("notes.wav", b"These are my notes, not a recording.\n" * 20),
     }
     out = {}
@@ -171,7 +174,7 @@ def api_refusal(server: VoiceqServer, path: Path, key: str | None) -> dict[str, 
     with server.client() as c:
         r = c.post(f"{API}/clone", headers=headers, data={"user_id": USER, "voice_name": "x"},
                    files={"audio_file": (path.name, path.read_bytes(), "application/octet-stream")})
-    assert 400 <= r.status_code < 500, r.text
+    assert 400 <= r.status_code < 500, r.text  # 413 for the large file, 415 and 422 for the others
     return r.json()
 
 
@@ -324,10 +327,18 @@ def test_the_page_fits_a_phone_and_labels_every_control(production: VoiceqServer
 # --- development: no keys, 200 at once, a recording from the microphone ---------------------
 
 
-def test_development_records_from_the_microphone_and_answers_at_once(voiceq_server: VoiceqServer, browser: Any) -> None:
-    voiceq_server.deploy(voiceq_server.settings_for(environment="development"), engine_factory=paced_tone_engine_factory)
+def test_development_records_from_the_microphone_and_answers_at_once(voiceq_server: VoiceqServer, browser: Any,
+                                                                    files: dict[str, Path]) -> None:
+    voiceq_server.deploy(voiceq_server.settings_for(environment="development", max_upload_bytes=MAX_UPLOAD_BYTES),
+                         engine_factory=paced_tone_engine_factory)
     open_page(browser, voiceq_server)
     assert not el(browser, "key-section").is_displayed()
+    # Too large for this server: refused before uploading, as the API's 413 would be.
+    pick(browser, files["large"])
+    wait_for(browser, lambda d: "too large" in el(d, "sample-error").text, "the large sample to be refused")
+    assert el(browser, "sample-error").text == api_refusal(voiceq_server, files["large"], None)["error"]
+    shot(browser, "11-refused-too-large")
+
     el(browser, "record").click()
     wait_for(browser, lambda d: el(d, "stop").is_enabled(), "the recording to start")
     time.sleep(2.5)
@@ -338,13 +349,22 @@ def test_development_records_from_the_microphone_and_answers_at_once(voiceq_serv
     el(browser, "voice-name").send_keys("Recorded Voice")
     el(browser, "submit").click()
     wait_for(browser, lambda d: status(d) == "processing", "the job to be processing")
-    shot(browser, "11-dev-processing")
+    shot(browser, "12-dev-processing")
     wait_for(browser, lambda d: status(d) in ("completed", "failed", "refused"), "the answer")
     assert status(browser) == "completed", el(browser, "status-text").text
     assert seen(browser) == ["uploading", "processing", "completed"]
     assert audio_duration(browser) > 0
     assert el(browser, "download").get_attribute("href").startswith("blob:")
-    shot(browser, "12-dev-completed")
+    shot(browser, "13-dev-completed")
     with httpx.Client(base_url=voiceq_server.url) as c:
         voices = c.get(f"{API}/voices", params={"user_id": USER}).json()["voices"]
     assert [v["name"] for v in voices] == ["Recorded Voice"]
+
+
+def test_nothing_the_page_did_broke_its_content_security_policy(browser: Any) -> None:
+    # The browser's console over the whole module (every page load above): the page's own
+    # script, styles and audio (blob: and data: URLs) all within the policy it is served with.
+    logs = browser.get_log("browser")
+    assert logs, "the browser's console log is not being collected"
+    violations = [e["message"] for e in logs if "Content Security Policy" in e["message"]]
+    assert violations == []
