@@ -437,8 +437,10 @@
       } else if (response.status === 202 && body && body.statusUrl) {
         showStatus("queued", "Queued: waiting for a free voice engine.");
         await follow(body.statusUrl);
-      } else if (response.status === 504 && body && body.statusUrl) {
-        showStatus("processing", body.error);
+      } else if ((response.status === 504 || response.status === 503) && body && body.jobId && body.statusUrl) {
+        // Development's answers for a job that exists but is not done yet (too slow, or to be
+        // retried after a temporary error): follow it like a queued one.
+        showStatus("processing", sentence(body.error));
         await follow(body.statusUrl);
       } else if (body && body.jobId && body.status === "failed") {
         failWith("failed", "Failed: " + body.error);

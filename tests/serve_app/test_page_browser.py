@@ -329,10 +329,18 @@ def test_the_page_fits_a_phone_and_labels_every_control(production: VoiceqServer
 
 def test_development_records_from_the_microphone_and_answers_at_once(voiceq_server: VoiceqServer, browser: Any,
                                                                     files: dict[str, Path]) -> None:
-    voiceq_server.deploy(voiceq_server.settings_for(environment="development", max_upload_bytes=MAX_UPLOAD_BYTES),
+    from selenium.webdriver.support.ui import Select
+
+    voiceq_server.deploy(voiceq_server.settings_for(environment="development", max_upload_bytes=MAX_UPLOAD_BYTES,
+                                                    models="chatterbox,chatterbox-multilingual"),
                          engine_factory=paced_tone_engine_factory)
     open_page(browser, voiceq_server)
     assert not el(browser, "key-section").is_displayed()
+    # Two models served: the page offers the choice, and a language for the multilingual one.
+    assert el(browser, "model-row").is_displayed() and not el(browser, "language-row").is_displayed()
+    Select(el(browser, "model")).select_by_value("chatterbox-multilingual")
+    assert el(browser, "language-row").is_displayed()
+    Select(el(browser, "language")).select_by_value("fr")
     # Too large for this server: refused before uploading, as the API's 413 would be.
     pick(browser, files["large"])
     wait_for(browser, lambda d: "too large" in el(d, "sample-error").text, "the large sample to be refused")
@@ -347,6 +355,7 @@ def test_development_records_from_the_microphone_and_answers_at_once(voiceq_serv
     seconds = float(el(browser, "sample-info").get_attribute("data-seconds"))
     assert 1.5 < seconds < 4.0, info
     el(browser, "voice-name").send_keys("Recorded Voice")
+    el(browser, "sample-text").send_keys("Bonjour, voici ma voix.")
     el(browser, "submit").click()
     wait_for(browser, lambda d: status(d) == "processing", "the job to be processing")
     shot(browser, "12-dev-processing")
@@ -358,7 +367,10 @@ def test_development_records_from_the_microphone_and_answers_at_once(voiceq_serv
     shot(browser, "13-dev-completed")
     with httpx.Client(base_url=voiceq_server.url) as c:
         voices = c.get(f"{API}/voices", params={"user_id": USER}).json()["voices"]
+        jobs = c.get(f"{API}/jobs", params={"user_id": USER}).json()["jobs"]
+        job = c.get(jobs[0]["statusUrl"]).json()
     assert [v["name"] for v in voices] == ["Recorded Voice"]
+    assert (job["voiceName"], job["model"], job["language"]) == ("Recorded Voice", "chatterbox-multilingual", "fr")
 
 
 def test_nothing_the_page_did_broke_its_content_security_policy(browser: Any) -> None:
