@@ -371,23 +371,28 @@
     focusOn($("form-error"));
   }
 
-  // Counts down a Retry-After, then lets the person try again.
+  // Holds the button for a Retry-After. The message is announced once; the countdown runs
+  // on the button, which screen readers do not re-read every second.
   function holdFor(seconds, text) {
     clearInterval(retryTimer);
+    const button = $("submit");
+    const label = button.dataset.label || button.textContent;
+    button.dataset.label = label;
     let left = seconds === null ? 5 : seconds;
+    show($("form-error"), text + " Try again in " + left + " s.");
     const render = () => {
-      show($("form-error"), text + (left > 0 ? " Try again in " + left + " s." : " You can try again now."));
+      button.textContent = left > 0 ? label + " (in " + left + " s)" : label;
     };
     render();
     holding = left > 0;
-    $("submit").disabled = busy || holding;
+    button.disabled = busy || holding;
     retryTimer = setInterval(() => {
       left -= 1;
       render();
       if (left <= 0) {
         clearInterval(retryTimer);
         holding = false;
-        $("submit").disabled = busy;
+        button.disabled = busy;
       }
     }, 1000);
   }
@@ -417,17 +422,24 @@
     resetProgress(caps.queued ? ["uploading", "queued", "processing", "completed"]
       : ["uploading", "processing", "completed"]);
     showStatus("uploading", "Uploading " + label + "…");
-    // A retried submission (a lost answer) returns the first job instead of a second one.
+    // A connection lost before the answer is retried once with the same Idempotency-Key:
+    // if the first attempt did reach the server, the answer is that job, not a second one.
     const headers = authHeaders({ "Idempotency-Key": newId() });
     let response;
-    try {
-      const pending = fetch(api("/clone"), { method: "POST", body: form, headers: headers });
-      if (!caps.queued) showStatus("processing", "Processing: cloning the voice while you wait…");
-      response = await pending;
-    } catch (err) {
-      failWith("failed", "Could not reach the server (" + err.message + "). Check the connection and try again.");
-      setBusy(false);
-      return;
+    for (let attempt = 1; !response; attempt += 1) {
+      try {
+        const pending = fetch(api("/clone"), { method: "POST", body: form, headers: headers });
+        if (!caps.queued) showStatus("processing", "Processing: cloning the voice while you wait…");
+        response = await pending;
+      } catch (err) {
+        if (attempt < 2) {
+          await sleep(1000);
+          continue;
+        }
+        failWith("failed", "Could not reach the server (" + err.message + "). Check the connection and try again.");
+        setBusy(false);
+        return;
+      }
     }
     const body = await readJson(response);
     try {
