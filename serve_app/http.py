@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voiceq.audio_encode import result_format
 from voiceq.errors import (
     BlobNotFound,
     InvalidInput,
@@ -42,6 +43,7 @@ from .responses import API_PREFIX
 from .family import build_conversion, conversion_form
 from .health import terse_report
 from .validation import build_submission, check_job_id, check_limit, check_user_id, read_upload
+from .openai_routes import openai_routes
 from .voice_routes import voice_routes
 
 log = logging.getLogger("voiceq.http")
@@ -192,9 +194,10 @@ async def job_audio(request: Request) -> Response:
     url = await backend.result_url(job.job_id)
     if url is not None:
         return RedirectResponse(url, status_code=307)
-    mp3 = await backend.read_result(job.job_id)
-    return Response(mp3, media_type="audio/mpeg",
-                    headers={"Content-Disposition": f'inline; filename="{job.job_id}.mp3"'})
+    audio = await backend.read_result(job.job_id)
+    fmt = result_format(job)
+    return Response(audio, media_type=fmt.media_type,
+                    headers={"Content-Disposition": f'inline; filename="{job.job_id}.{fmt.extension}"'})
 
 
 async def cancel_job(request: Request) -> Response:
@@ -357,6 +360,7 @@ def create_http_app(backend: Backend) -> Starlette:
         Route("/health", live, methods=["GET"]),
         Route("/ready", health, methods=["GET"]),
         *voice_routes(),
+        *openai_routes(),
     ]
     # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything
     # else is a bug, answered with a 500 and re-raised so it is logged with its traceback.
