@@ -44,6 +44,7 @@ from .family import build_conversion, conversion_form
 from .health import terse_report
 from .validation import build_submission, check_job_id, check_limit, check_user_id, read_upload
 from .openai_routes import openai_routes
+from .openapi import openapi_document
 from .voice_routes import voice_routes
 
 log = logging.getLogger("voiceq.http")
@@ -254,6 +255,11 @@ async def health(request: Request) -> Response:
     return JSONResponse(report if admin else terse_report(report), status_code=code)
 
 
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI description of every route (serve_app.openapi)."""
+    return JSONResponse(openapi_document(request.app.routes))
+
+
 async def live(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -361,6 +367,7 @@ def create_http_app(backend: Backend) -> Starlette:
         Route("/ready", health, methods=["GET"]),
         *voice_routes(),
         *openai_routes(),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything
     # else is a bug, answered with a 500 and re-raised so it is logged with its traceback.
