@@ -366,7 +366,7 @@ def create_http_app(backend: Backend) -> Starlette:
         Route("/health", live, methods=["GET"]),
         Route("/ready", health, methods=["GET"]),
         *voice_routes(),
-        *openai_routes(),
+        *openai_routes(handle_error),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything

@@ -69,10 +69,12 @@ def openai_error_body(message: str, *, status: int, code: str, param: str | None
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-async def _as_openai_error(request: Request, exc: Exception) -> Response:
-    """The API's answer to `exc` (status, message, headers), reshaped the OpenAI way."""
-    from .http import handle_error  # the one place errors become statuses and messages
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
+
+async def _as_openai_error(request: Request, exc: Exception, handle_error: ErrorHandler) -> Response:
+    """The API's answer to `exc` (status, message, headers; from the app's one error handler),
+    reshaped the OpenAI way."""
     if isinstance(exc, JobFailed):
         body = openai_error_body(f"speech could not be made: {exc.message}", status=500, code="internal_error")
         return JSONResponse(body, status_code=500)
@@ -88,13 +90,13 @@ async def _as_openai_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=seed.status_code, headers=headers)
 
 
-def openai_errors(handler: Handler) -> Handler:
+def openai_errors(handler: Handler, handle_error: ErrorHandler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
         except Exception as exc:  # every failure answers in OpenAI's shape
-            return await _as_openai_error(request, exc)
+            return await _as_openai_error(request, exc, handle_error)
 
     return wrapped
 
@@ -171,9 +173,10 @@ async def models(request: Request) -> Response:
     ]})
 
 
-def openai_routes() -> list[Route]:
+def openai_routes(handle_error: ErrorHandler) -> list[Route]:
+    """The routes; `handle_error` is the app's own (serve_app.http), whose answers they reshape."""
     return [
-        Route("/v1/audio/speech", openai_errors(speech), methods=["POST"]),
-        Route("/v1/audio/voices", openai_errors(voices), methods=["GET"]),
-        Route("/v1/models", openai_errors(models), methods=["GET"]),
+        Route("/v1/audio/speech", openai_errors(speech, handle_error), methods=["POST"]),
+        Route("/v1/audio/voices", openai_errors(voices, handle_error), methods=["GET"]),
+        Route("/v1/models", openai_errors(models, handle_error), methods=["GET"]),
     ]

@@ -1,12 +1,17 @@
 """The OpenAI-compatible speech API on the real app (real Ray Serve, SQLite file, Chatterbox
 modules with random weights), driven by the official `openai` client: every response format
 decodes to the audio its jobs made, and a streamed response's first bytes arrive before the
-request's last chunk is made. One app start for the whole module."""
+request's last chunk is made. Then the light client, installed alone in a fresh virtual
+environment, drives the same app. One app start for the whole module."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +19,7 @@ import pytest
 
 from tests.support.audio import voice_file
 from tests.support.decode import decode_any
+from tests.support.light_venv import make_light_venv
 from tests.support.server import VoiceqServer, wait_until
 from voiceq.audio_encode import FORMAT_NAMES
 
@@ -122,3 +128,23 @@ def test_streamed_audio_starts_before_the_last_chunk_is_made(app: VoiceqServer, 
     assert first_bytes_at < last_made, (first_bytes_at, last_made)
     expected = sum(p["audioSeconds"] for p in parts) + 0.15 * (chunks - 1)
     assert abs(len(decode_any(received, "pcm")[0]) / 24_000 - expected) < 0.01
+
+
+def test_the_light_client_drives_the_app_without_ray_or_torch(app: VoiceqServer, voice_id: str, tmp_path: Path) -> None:
+    python = make_light_venv(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    ran = subprocess.run([str(python), str(Path(__file__).parents[1] / "support" / "light_client_driver.py"),
+                          app.url, KEY, voice_id, "openai-reader", str(out)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert report["imported"] == [] and report["installed"] == [], report  # no ray, torch, numpy or server code
+    assert str(tmp_path / "venv") in report["client_file"]  # the installed wheel, not the source tree
+    assert voice_id in report["voices"] and report["status"] == report["async_status"] == "completed"
+    assert report["speech_bytes"] > 0
+    assert decode_any((out / "result.wav").read_bytes(), "wav")[0].size > 0
+    cli = subprocess.run([str(python.parent / "voiceq"), "--api-url", app.url, "--api-key", KEY, "voices",
+                          "--user", "openai-reader"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert cli.returncode == 0 and voice_id in cli.stdout, cli.stderr
