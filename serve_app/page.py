@@ -116,10 +116,13 @@ def capabilities(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
 
 
 async def page(request: Request) -> Response:
+    """The onboarding page (HTML): record or pick a voice sample, clone it, follow the job, hear it."""
     return FileResponse(str(STATIC / "index.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
 
 async def capabilities_route(request: Request) -> Response:
+    """What this app offers (no key needed): models and languages, whether keys and consent are
+    required, upload limits and the wording of the refusals a client can foresee."""
     settings: Settings = request.app.state.backend.settings
     return JSONResponse(capabilities(settings, auth_required=request.app.state.keyring.required),
                         headers={"Cache-Control": "no-cache"})
