@@ -17,6 +17,8 @@ from voiceq.settings import Settings
 # the English model's S3Gen), so it runs on the English model's deployment.
 CONVERSION_MODEL = CHATTERBOX
 DEFAULT_CONVERSION_NAME = "voice conversion"
+# One wording for the server and the onboarding page, which checks it before uploading.
+SHORT_REFERENCE = "model {model!r} needs a voice sample longer than {minimum:g} s (this one is {seconds:.1f} s)"
 
 
 def _field(form: Mapping[str, Any], name: str) -> str | None:
@@ -50,8 +52,7 @@ def check_reference(model: str, seconds: float) -> None:
     """Turbo's preparation asserts a reference of more than 5 s: refuse a shorter upload now."""
     minimum = MODELS[model].min_reference_s
     if seconds and seconds <= minimum:
-        raise InvalidInput(f"model {model!r} needs a voice sample longer than {minimum:g} s "
-                           f"(this one is {seconds:.1f} s)", field="audio_file")
+        raise InvalidInput(SHORT_REFERENCE.format(model=model, minimum=minimum, seconds=seconds), field="audio_file")
 
 
 def conversion_form(form: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import unicodedata
 from typing import Any, Mapping
 
 from voiceq.audio import decode_upload, to_wav
+from voiceq.audio_encode import DEFAULT_FORMAT, FORMAT_NAMES
 from voiceq.errors import InvalidInput
 from voiceq.jobs import is_job_id, is_voice_id
 from voiceq.manager import Submission
@@ -31,6 +32,12 @@ MAX_USER_ID_CHARS = 128
 _USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+\-]+$")
 _IDEMPOTENCY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
+# Refusals the onboarding page foresees before uploading, in one wording (serve_app/page.py
+# serves them to it as templates).
+REQUIRED = "{name} is required"
+TOO_MANY_CHARS = "{name} is too long: {length} characters, at most {max_chars}"
+TOO_LARGE = "{field} is too large: {size} bytes, at most {max_bytes}"
+
 # name: (low, high, type)
 GENERATION_FIELDS: dict[str, tuple[float, float, type]] = {
     "exaggeration": (0.0, 2.0, float),
@@ -45,16 +52,25 @@ def _text_field(form: Mapping[str, Any], name: str, *, required: bool, max_chars
     value = form.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise InvalidInput(f"{name} is required", field=name)
+            raise InvalidInput(REQUIRED.format(name=name), field=name)
         return None
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a text field, not a file", field=name)
     value = value.strip()
     if len(value) > max_chars:
-        raise InvalidInput(f"{name} is too long: {len(value)} characters, at most {max_chars}", field=name)
+        raise InvalidInput(TOO_MANY_CHARS.format(name=name, length=len(value), max_chars=max_chars), field=name)
     for ch in value:
         if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and not (allow_newlines and ch in "\n\t"):
             raise InvalidInput(f"{name} contains a control or invalid character", field=name)
+    return value
+
+
+def check_response_format(value: str | None) -> str:
+    """The audio format a result is made in; MP3 (the seed's) when none is asked for."""
+    if value is None:
+        return DEFAULT_FORMAT
+    if value not in FORMAT_NAMES:
+        raise InvalidInput(f"response_format must be one of {', '.join(FORMAT_NAMES)}", field="response_format")
     return value
 
 
@@ -116,7 +132,7 @@ async def read_upload(upload: Any, settings: Settings, field: str = "audio_file"
     size = getattr(upload, "size", None)
     if size is not None and size > settings.max_upload_bytes:
         raise InvalidInput(
-            f"{field} is too large: {size} bytes, at most {settings.max_upload_bytes}", field=field,
+            TOO_LARGE.format(field=field, size=size, max_bytes=settings.max_upload_bytes), field=field,
             status_code=413,
         )
     data = await upload.read(settings.max_upload_bytes + 1)
@@ -160,6 +176,7 @@ def build_submission(
     if voice_id is None and audio is None:
         raise InvalidInput("audio_file is required (or voice_id of a voice cloned before)", field="audio_file")
     params = generation_params(form)
+    response_format = check_response_format(_text_field(form, "response_format", required=False, max_chars=16))
     model, language = model_choice(form, params, settings)
     consent = parse_consent(form, settings, cloning=voice_id is None, now=time.time() if now is None else now)
     priority_raw = _text_field(form, "priority", required=False, max_chars=8)
@@ -190,6 +207,8 @@ def build_submission(
     key = check_idempotency_key(idempotency_key)
     # The family's choice is part of the request: the same key with another model is another request.
     family = {"model": model, **({"language": language} if language else {})} if model != DEFAULT_MODEL else {}
+    if response_format != DEFAULT_FORMAT:
+        family["response_format"] = response_format
     fingerprint = request_fingerprint(
         user_id=user_id, voice_name=voice_name, sample_text=sample_text, voice_id=voice_id,
         params={**params, **family}, priority=priority, callback_url=callback_url, audio=audio,
@@ -212,4 +231,5 @@ def build_submission(
         admin=admin,
         consent=consent,
         limits=limits,
+        response_format=response_format,
     )

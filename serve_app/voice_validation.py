@@ -14,6 +14,8 @@ from voiceq.voices import Consent
 
 CONSENT_FIELDS = ("consent_subject", "consent_at", "consent_reference")
 MAX_CONSENT_CHARS = 512
+CONSENT_REQUIRED = ("consent_subject is required: this server clones a voice only with a consent attestation "
+                    "(consent_subject, consent_at, consent_reference)")
 # Consent given more than this far in the future is a clock or typing error.
 _FUTURE_SLACK_S = 300.0
 
@@ -54,9 +56,7 @@ def parse_consent(form: Mapping[str, Any], settings: Settings, *, cloning: bool,
     values = {name: _clean(form.get(name), name, MAX_CONSENT_CHARS) for name in CONSENT_FIELDS}
     if all(v is None for v in values.values()):
         if settings.require_consent and cloning:
-            raise InvalidInput(
-                "consent_subject is required: this server clones a voice only with a consent attestation "
-                "(consent_subject, consent_at, consent_reference)", field="consent_subject", status_code=422)
+            raise InvalidInput(CONSENT_REQUIRED, field="consent_subject", status_code=422)
         return None
     for name in CONSENT_FIELDS:
         if values[name] is None:

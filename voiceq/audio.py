@@ -21,6 +21,11 @@ from .errors import InvalidInput
 
 MODEL_SR = 24_000
 
+# Refusals a client can foresee (the onboarding page checks a file's duration before uploading
+# it): one wording, filled in here and served to the page as templates (serve_app/page.py).
+TOO_LONG = "audio_file is longer than the {max_s:g} s limit"
+TOO_SHORT = "audio_file is too short: {seconds:.2f} s of audio, at least {min_s:g} s needed"
+
 
 @dataclass(frozen=True)
 class Clip:
@@ -87,7 +92,7 @@ def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int =
                     n += len(chunk)
                 if n > limit:
                     raise InvalidInput(
-                        f"audio_file is longer than the {max_s:g} s limit", field="audio_file", status_code=413
+                        TOO_LONG.format(max_s=max_s), field="audio_file", status_code=413
                     )
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
@@ -101,10 +106,10 @@ def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int =
         raise InvalidInput("audio_file decodes to invalid samples", field="audio_file", status_code=415)
     clip = Clip(np.clip(samples, -1.0, 1.0), sample_rate)
     if clip.seconds > max_s:
-        raise InvalidInput(f"audio_file is longer than the {max_s:g} s limit", field="audio_file", status_code=413)
+        raise InvalidInput(TOO_LONG.format(max_s=max_s), field="audio_file", status_code=413)
     if clip.seconds < min_s:
         raise InvalidInput(
-            f"audio_file is too short: {clip.seconds:.2f} s of audio, at least {min_s:g} s needed",
+            TOO_SHORT.format(seconds=clip.seconds, min_s=min_s),
             field="audio_file",
             status_code=422,
         )

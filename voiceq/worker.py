@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
 from .audio import from_wav, to_mp3
 from .batching import BatchLimits, plan_batches, worth_waiting
+from .audio_encode import encode, result_format
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
 from .engine.base import ConversionRequest
 from .errors import (BlobNotFound, InvalidInput, JobFailed, ServiceUnavailable, StaleLease, StorageUnavailable,
@@ -472,8 +473,10 @@ class Worker:
         return [by_job[id(p)] if isinstance(p, Prepared) else p for p in prepared]
 
     def _store_result(self, job: Job, voice_id: str, created: list[str], out: Synthesis) -> Produced:
-        key = result_key(job.job_id, job.lease_id or "nolease")
-        self.storage.put(key, to_mp3(out.clip), content_type="audio/mpeg")
+        fmt = result_format(job)
+        key = result_key(job.job_id, job.lease_id or "nolease", fmt.extension)
+        data = to_mp3(out.clip) if fmt.name == "mp3" else encode(out.clip, fmt)
+        self.storage.put(key, data, content_type=fmt.media_type)
         return Produced(
             voice_id=voice_id,
             voice_key=voice_model_key(voice_id, self.model or job.model or CHATTERBOX),
