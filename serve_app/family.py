@@ -79,7 +79,7 @@ def build_conversion(source: bytes | None, settings: Settings, *, base: Submissi
         clip = decode_upload(source, min_s=settings.min_audio_s, max_s=settings.max_audio_s)
     except InvalidInput as err:  # the decoder names audio_file; here the culprit is the source
         raise InvalidInput(err.message.replace("audio_file", "source_audio"), field="source_audio",
-                           status_code=err.status_code) from None
+                           status_code=err.status_code, code=err.code) from None
     return dataclasses.replace(
         base, sample_text="", model=CONVERSION_MODEL, language=None, kind=KIND_CONVERT, source_wav=to_wav(clip),
         params={k: v for k, v in base.params.items() if k == "seed"},
