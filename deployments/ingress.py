@@ -45,19 +45,23 @@ class ServeBackend:
     async def get(self, job_id: str) -> Job:
         return await call(self.jobs, "get", job_id)
 
-    async def run_now(self, job_id: str) -> Job:
-        job = await self.get(job_id)
-        await call(self.by_model.get(job.model, self.inference), "run", job_id)
-        # Whoever ran it (this call, or a worker's own loop that claimed it first), wait for the
-        # outcome: a final state, or back in the queue after a failure that may pass.
+    async def run_now(self, job: Job) -> Job:
+        outcome = await call(self.by_model.get(job.model, self.inference), "run", job.job_id)
+        if outcome is not None:  # this call ran it: the outcome it recorded is the answer
+            return outcome
+        # A worker's own loop claimed it first (or its outcome could not be recorded): wait for
+        # the outcome in the store, a final state or back in the queue after a failure that may pass.
         while True:
-            job = await self.get(job_id)
+            job = await self.get(job.job_id)
             if job.status.terminal or (job.status is JobStatus.PENDING and job.attempts > 0):
                 return job
             await asyncio.sleep(0.2)
 
     async def read_result(self, job_id: str) -> bytes:
         return await call(self.jobs, "read_result", job_id)
+
+    async def status(self, job_id: str) -> tuple[Job, str | None]:
+        return await call(self.jobs, "status", job_id)
 
     async def result_url(self, job_id: str) -> str | None:
         return await call(self.jobs, "result_url", job_id)

@@ -57,8 +57,13 @@ class Backend(Protocol):
 
     async def get(self, job_id: str) -> Job: ...
 
-    async def run_now(self, job_id: str) -> Job:
-        """Process the job at once (development mode) and return it in its final state."""
+    async def status(self, job_id: str) -> tuple[Job, str | None]:
+        """The job and its result's URL (None: no result, or storage without URLs), in one call."""
+        ...
+
+    async def run_now(self, job: Job) -> Job:
+        """Process the job just submitted at once (development mode) and return its outcome: a
+        final state, or pending again after a failure that may pass."""
         ...
 
     async def read_result(self, job_id: str) -> bytes: ...
@@ -122,7 +127,7 @@ async def clone(request: Request) -> Response:
     if settings.production:
         return JSONResponse(responses.clone_queued(job), status_code=202)
     try:
-        job = await asyncio.wait_for(backend.run_now(job.job_id), timeout=settings.dev_timeout_s)
+        job = await asyncio.wait_for(backend.run_now(job), timeout=settings.dev_timeout_s)
     except asyncio.TimeoutError:
         return JSONResponse(
             responses.error(
@@ -179,9 +184,11 @@ async def convert(request: Request) -> Response:
 
 
 async def job_status(request: Request) -> Response:
-    backend = _backend(request)
-    job = await _visible_job(request, _principal(request))
-    url = await backend.result_url(job.job_id) if job.status is JobStatus.COMPLETED else None
+    principal = _principal(request)
+    # One read through bookkeeping: the job and its result's URL together.
+    job, url = await _backend(request).status(check_job_id(request.path_params["job_id"]))
+    if not can_see(principal, job):
+        raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
     return JSONResponse(responses.job_status(job, result_url=url))
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from .errors import (BlobNotFound, IdempotencyKeyReused, InvalidInput, JobNotFound, QueueFull, StaleLease,
                      StoreUnavailable, VoiceNotFound)
 from .jobs import Job, JobResult, JobStatus, WorkerInfo, new_job, new_job_id
+from .audio_formats import media_type
 from .logs import log_job
 from .views import job_view
 from .metrics import Metrics, failure_reason
@@ -44,13 +45,13 @@ def webhook_body(entry: OutboxEntry, job: Job) -> bytes:
 
 @dataclass(frozen=True)
 class Submission:
-    """A validated request to clone a voice. Either `audio_wav` (a fresh upload, already
-    decoded and normalized) or `voice_id` (a voice prepared by an earlier job)."""
+    """A validated request to clone a voice. Either `audio` (a fresh upload, checked and kept
+    as it came) or `voice_id` (a voice prepared by an earlier job)."""
 
     user_id: str
     voice_name: str
     sample_text: str
-    audio_wav: bytes | None = None
+    audio: bytes | None = None
     audio_seconds: float = 0.0
     voice_id: str | None = None
     priority: int = 0
@@ -65,12 +66,12 @@ class Submission:
     consent: Consent | None = None
     limits: KeyLimits | None = None  # the submitting key's quotas (None: keys are off)
     # The Chatterbox family (voiceq.models): the model, its language, and the job's kind.
-    # A conversion carries the speech to convert (`source_wav`); its voice is `voice_id` or
-    # the target sample in `audio_wav`.
+    # A conversion carries the speech to convert (`source_audio`, as uploaded); its voice is
+    # `voice_id` or the target sample in `audio`.
     model: str = "chatterbox"
     language: str | None = None
     kind: str = "clone"
-    source_wav: bytes | None = None
+    source_audio: bytes | None = None
 
 
 def _job_extra(sub: Submission) -> dict[str, Any] | None:
@@ -126,7 +127,7 @@ class JobManager(VoiceLibraryManager):
             await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
             await self._check_voice_blobs(sub.voice_id, sub.model)
         else:
-            assert sub.audio_wav is not None, "a submission needs audio or a voice id"
+            assert sub.audio is not None, "a submission needs audio or a voice id"
             audio_key = upload_key(job_id)
         job = new_job(
             job_id=job_id,
@@ -146,16 +147,17 @@ class JobManager(VoiceLibraryManager):
             language=sub.language,
             kind=sub.kind,
         )
-        source = source_key(job_id) if sub.source_wav is not None else ""
+        source = source_key(job_id) if sub.source_audio is not None else ""
         if source:
             job = job.replace(extra={**job.extra, "source_key": source})
         if sub.voice_id is not None:
             job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
         blobs = [k for k in (audio_key, source) if k]
         if audio_key:
-            await self._call(self.storage.put, audio_key, sub.audio_wav, content_type="audio/wav")
+            await self._call(self.storage.put, audio_key, sub.audio, content_type=media_type(sub.audio))
         if source:
-            await self._call(self.storage.put, source, sub.source_wav, content_type="audio/wav")
+            await self._call(self.storage.put, source, sub.source_audio,
+                             content_type=media_type(sub.source_audio))
         try:
             stored = await self._call(self.store.create, job)
         except BaseException:
@@ -257,6 +259,14 @@ class JobManager(VoiceLibraryManager):
         if job.status is not JobStatus.COMPLETED or not job.result_key:
             return None
         return await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s)
+
+    async def status(self, job_id: str, *, expires_s: int = 3600) -> tuple[Job, str | None]:
+        """A status read in one call: the job, and its result's URL once it has one (None where
+        the storage has no URLs, or the job has no result)."""
+        job = await self.get(job_id)
+        if job.status is not JobStatus.COMPLETED or not job.result_key:
+            return job, None
+        return job, await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s)
 
     async def ping(self) -> dict[str, str]:
         """Health of the store and storage: 'ok' or the error text, per component."""

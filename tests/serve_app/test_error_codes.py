@@ -60,7 +60,7 @@ class Raising:
     async def submit(self, sub: Any) -> Job:
         return await self._answer()
 
-    async def run_now(self, job_id: str) -> Job:
+    async def run_now(self, job: Job) -> Job:
         await asyncio.sleep(self.run_for_s)
         return await self._answer()
 
