@@ -356,7 +356,7 @@ class JobManager(VoiceLibraryManager):
         return jobs
 
     async def observe_queue(self) -> JobStats:
-        stats = await self.stats()
+        stats = await self._call(self.store.queue_stats)  # running counts, never a count over the table
         oldest = stats.oldest_pending_created_at
         self.metrics.queue(stats.by_status, max(0.0, self.clock() - oldest) if oldest is not None else 0.0)
         return stats

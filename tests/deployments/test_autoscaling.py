@@ -224,17 +224,17 @@ def test_a_store_outage_holds_the_fleet_and_is_logged_once(
 
 
 class BlockingStore:
-    """A real SQLite store whose `stats` hangs until released: a store that stops answering."""
+    """A real SQLite store whose `queue_stats` hangs until released: a store that stops answering."""
 
     def __init__(self, inner: SQLiteJobStore) -> None:
         self.inner = inner
         self.release = threading.Event()
         self.calls = 0
 
-    def stats(self, **kw: Any):
+    def queue_stats(self):
         self.calls += 1
         self.release.wait(timeout=10)
-        return self.inner.stats(**kw)
+        return self.inner.queue_stats()
 
 
 def test_a_hung_store_times_out_without_piling_up_reads(settings: Settings, store: SQLiteJobStore) -> None:
