@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from deployments.ingress import ServeBackend
+from serve_app.ingress import ServeBackend
 from serve_app.http import create_http_app
 from tests.support.audio import voice_file
 from tests.support.engines import ToneEngine

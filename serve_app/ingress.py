@@ -1,4 +1,7 @@
-"""HTTP ingress deployment: the seed's API (serve_app.http) over handles to bookkeeping and inference."""
+"""HTTP ingress deployment: the seed's API (serve_app.http) over handles to bookkeeping and inference.
+
+It lives with the routes it serves, above the deployments it calls: `serve_app` imports
+`deployments`, never the other way round."""
 
 from __future__ import annotations
 
@@ -10,8 +13,6 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 
-from serve_app.health import EngineState, build_report
-from serve_app.http import create_http_app
 from voiceq.jobs import Job, JobStatus
 from voiceq.manager import Submission
 from voiceq.settings import Settings
@@ -19,9 +20,12 @@ from voiceq.store import JobStats
 from voiceq.voice_library import Caller
 from voiceq.voices import Erasure, Voice
 
-from .handles import call
-from .replica_logs import configure_replica_logging
-from .wake import Waker
+from deployments.handles import call
+from deployments.replica_logs import configure_replica_logging
+from deployments.wake import Waker
+
+from .health import EngineState, build_report
+from .http import create_http_app
 
 
 class ServeBackend:
