@@ -28,7 +28,7 @@ from .storage.base import source_key, voice_reference_key
 from .store import JobStats, JobStore
 from .voice_library import Caller, VoiceLibraryManager
 from .voices import Consent
-from .quotas import KeyLimits, check_key_load
+from .quotas import KeyLimits, check_key_load, daily_limit
 
 log = logging.getLogger("voiceq.manager")
 T = TypeVar("T")
@@ -212,7 +212,9 @@ class JobManager(VoiceLibraryManager):
     async def check_key_capacity(self, owner: str, limits: KeyLimits) -> None:
         """Per-key quotas: a client rotating user_id still cannot fill the queue."""
         active = await self._call(self.store.count_key_jobs, owner=owner)
-        today = await self._call(self.store.count_key_jobs, owner=owner, since=self.clock() - 86_400.0)
+        # The day's count reads every job of the key's last 24 hours: only where a daily bound exists.
+        today = (await self._call(self.store.count_key_jobs, owner=owner, since=self.clock() - 86_400.0)
+                 if daily_limit(limits, self.settings) else 0)
         check_key_load(key=owner, active=active, today=today, limits=limits, settings=self.settings)
 
     # --- reads --------------------------------------------------------------------------

@@ -46,6 +46,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency
 # Each model's inference deployment claims only its model's jobs. Added to files made before.
 _MODEL_COLUMN = "ALTER TABLE jobs ADD COLUMN model TEXT NOT NULL DEFAULT 'chatterbox'"
 _MODEL_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_model_status ON jobs (model, status, next_attempt_at)"
+# Backpressure on each submission counts one user's and one key's active jobs: by index, so the
+# cost follows their active jobs, not their history.
+_LOAD_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_user_status ON jobs (user_id, status);
+CREATE INDEX IF NOT EXISTS jobs_by_owner_status ON jobs (owner, status);
+CREATE INDEX IF NOT EXISTS jobs_by_owner_created ON jobs (owner, created_at);
+"""
 
 _ACTIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
 
@@ -94,6 +101,7 @@ class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
             if "model" not in columns:
                 conn.execute(_MODEL_COLUMN)
             conn.execute(_MODEL_INDEX)
+            conn.executescript(_LOAD_INDEXES)
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'job_counts'").fetchone() is None:
                 for statement in _split_script(_COUNTS):
