@@ -117,24 +117,37 @@ class JobManager(VoiceLibraryManager):
         if sub.model not in self.settings.served_models:
             raise InvalidInput(f"model {sub.model!r} is not served here (this deployment serves "
                                f"{', '.join(self.settings.served_models)})", field="model")
-        await self.check_capacity(sub.user_id)
-        if sub.owner is not None and sub.limits is not None:
-            await self.check_key_capacity(sub.owner, sub.limits)
-        job_id = new_job_id()
-        audio_key = ""
+        job = self._new_job(sub)
         if sub.voice_id is not None:
+            await self._call(self._check_load, sub)
             # Another key's voice answers exactly like one that does not exist.
             await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
             await self._check_voice_blobs(sub.voice_id, sub.model)
+            stored = await self._call(self._store_new, sub, job)
         else:
+            # One trip to a thread for the whole admission: under load, every hop between the
+            # event loop and the thread pool costs more than the SQLite statements themselves.
+            stored = await self._call(self._admit, sub, job)
+        if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
+            first = stored.extra.get("request_hash")
+            if sub.request_hash is not None and first is not None and first != sub.request_hash:
+                raise IdempotencyKeyReused(sub.idempotency_key or "")
+            log_job("replayed", stored, idempotency_key=sub.idempotency_key)
+            return stored
+        log_job("submitted", stored, priority=stored.priority or None)
+        self.metrics.submitted(self.settings.environment)
+        return stored
+
+    def _new_job(self, sub: Submission) -> Job:
+        job_id = new_job_id()
+        if sub.voice_id is None:
             assert sub.audio is not None, "a submission needs audio or a voice id"
-            audio_key = upload_key(job_id)
         job = new_job(
             job_id=job_id,
             user_id=sub.user_id,
             voice_name=sub.voice_name,
             sample_text=sub.sample_text,
-            audio_key=audio_key,
+            audio_key=upload_key(job_id) if sub.voice_id is None else "",
             audio_seconds=sub.audio_seconds,
             now=self.clock(),
             priority=sub.priority,
@@ -147,33 +160,38 @@ class JobManager(VoiceLibraryManager):
             language=sub.language,
             kind=sub.kind,
         )
-        source = source_key(job_id) if sub.source_audio is not None else ""
-        if source:
-            job = job.replace(extra={**job.extra, "source_key": source})
+        if sub.source_audio is not None:
+            job = job.replace(extra={**job.extra, "source_key": source_key(job_id)})
         if sub.voice_id is not None:
             job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
-        blobs = [k for k in (audio_key, source) if k]
-        if audio_key:
-            await self._call(self.storage.put, audio_key, sub.audio, content_type=media_type(sub.audio))
-        if source:
-            await self._call(self.storage.put, source, sub.source_audio,
-                             content_type=media_type(sub.source_audio))
+        return job
+
+    def _admit(self, sub: Submission, job: Job) -> Job:
+        """Blocking: backpressure, then the blobs and the record."""
+        self._check_load(sub)
+        return self._store_new(sub, job)
+
+    def _check_load(self, sub: Submission) -> None:
+        """Blocking: backpressure before anything is stored, overall, per user and per key."""
+        self.check_capacity_now(sub.user_id)
+        if sub.owner is not None and sub.limits is not None:
+            self.check_key_capacity_now(sub.owner, sub.limits)
+
+    def _store_new(self, sub: Submission, job: Job) -> Job:
+        """Blocking: the upload (as it came), then the record; the blobs go again if the record
+        is not written, or is an earlier submission's (an idempotent replay)."""
+        blobs = {key: data for key, data in ((job.audio_key, sub.audio),
+                                             (str(job.extra.get("source_key") or ""), sub.source_audio))
+                 if key and data is not None}
+        for key, data in blobs.items():
+            self.storage.put(key, data, content_type=media_type(data))
         try:
-            stored = await self._call(self.store.create, job)
+            stored = self.store.create(job)
         except BaseException:
-            for key in blobs:
-                await self._delete_quietly(key)
+            self._delete_quietly(list(blobs))
             raise
-        if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
-            for key in blobs:
-                await self._delete_quietly(key)
-            first = stored.extra.get("request_hash")
-            if sub.request_hash is not None and first is not None and first != sub.request_hash:
-                raise IdempotencyKeyReused(sub.idempotency_key or "")
-            log_job("replayed", stored, idempotency_key=sub.idempotency_key)
-            return stored
-        log_job("submitted", stored, priority=stored.priority or None)
-        self.metrics.submitted(self.settings.environment)
+        if stored.job_id != job.job_id:
+            self._delete_quietly(list(blobs))
         return stored
 
     async def _check_voice_blobs(self, voice_id: str, model: str) -> None:
@@ -188,32 +206,33 @@ class JobManager(VoiceLibraryManager):
                                f"reference clip to prepare {model!r} from; clone it again from its sample",
                                field="voice_id", status_code=409)
 
-    async def _delete_quietly(self, key: str) -> None:
-        try:
-            await self._call(self.storage.delete, key)
-        except Exception:  # the job was never recorded; an orphan blob is the lesser harm
-            log.warning("could not remove orphaned upload %s", key)
+    def _delete_quietly(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.storage.delete(key)
+            except Exception:  # the job was never recorded; an orphan blob is the lesser harm
+                log.warning("could not remove orphaned upload %s", key)
 
-    async def check_capacity(self, user_id: str) -> None:
-        """Backpressure before anything is stored. The bound is soft by a few jobs under
-        concurrent submissions (count, then insert), which is what a bound on load needs."""
+    def check_capacity_now(self, user_id: str) -> None:
+        """Blocking. Backpressure before anything is stored. The bound is soft by a few jobs
+        under concurrent submissions (count, then insert), which is what a bound on load needs."""
         limit = self.settings.max_active_jobs
-        total = await self._call(self.store.count_active)
+        total = self.store.count_active()
         if total >= limit:
             raise QueueFull(f"the queue is full ({total} jobs waiting or running); try again later",
                             retry_after_s=30, per_user=False)
-        mine = await self._call(self.store.count_active, user_id=user_id)
+        mine = self.store.count_active(user_id=user_id)
         if mine >= self.settings.max_active_jobs_per_user:
             raise QueueFull(
                 f"user {user_id!r} already has {mine} jobs waiting or running; wait for one to finish",
                 retry_after_s=10, per_user=True,
             )
 
-    async def check_key_capacity(self, owner: str, limits: KeyLimits) -> None:
-        """Per-key quotas: a client rotating user_id still cannot fill the queue."""
-        active = await self._call(self.store.count_key_jobs, owner=owner)
+    def check_key_capacity_now(self, owner: str, limits: KeyLimits) -> None:
+        """Blocking. Per-key quotas: a client rotating user_id still cannot fill the queue."""
+        active = self.store.count_key_jobs(owner=owner)
         # The day's count reads every job of the key's last 24 hours: only where a daily bound exists.
-        today = (await self._call(self.store.count_key_jobs, owner=owner, since=self.clock() - 86_400.0)
+        today = (self.store.count_key_jobs(owner=owner, since=self.clock() - 86_400.0)
                  if daily_limit(limits, self.settings) else 0)
         check_key_load(key=owner, active=active, today=today, limits=limits, settings=self.settings)
 

@@ -198,7 +198,10 @@ def test_a_store_outage_holds_the_fleet_and_is_logged_once(
     async def scenario() -> None:
         submit(store, 1, now=clock())
         assert await decide_now(policy, context(config, target=0)) == 1
-        # The database goes away (a directory where the file was: SQLite cannot open it).
+        # The database goes away (a directory where the file was: SQLite cannot open it). This
+        # test's own connection goes first: SQLite shares a file's WAL index among a process's
+        # connections, and one left open on the removed files would break the restored ones.
+        store.close()
         saved = db.with_suffix(".saved")
         db.rename(saved)
         for wal in db.parent.glob(db.name + "-*"):
