@@ -194,11 +194,13 @@ async def job_status(request: Request) -> Response:
 
 async def job_audio(request: Request) -> Response:
     backend = _backend(request)
-    job = await _visible_job(request, _principal(request))
+    principal = _principal(request)
+    job, url = await backend.status(check_job_id(request.path_params["job_id"]))
+    if not can_see(principal, job):
+        raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
     if job.status is not JobStatus.COMPLETED:
         return JSONResponse(responses.error(f"job {job.job_id} is {job.status.value}; no audio yet",
                                             code="job_not_ready"), status_code=409)
-    url = await backend.result_url(job.job_id)
     if url is not None:
         return RedirectResponse(url, status_code=307)
     mp3 = await backend.read_result(job.job_id)

@@ -85,6 +85,12 @@ def test_development_takes_the_outcome_from_the_inference_call_and_a_status_read
             during_clone = list(jobs.calls)
             jobs.calls.clear()
             status = await c.get(f"{API}/jobs/{done.json()['jobId']}/status")
+            status_calls = list(jobs.calls)
+            jobs.calls.clear()
+            audio = await c.get(f"{API}/jobs/{done.json()['jobId']}/audio")
+            assert audio.status_code == 200 and audio.headers["content-type"] == "audio/mpeg"
+            assert jobs.calls == ["status", "read_result"]  # no URL in a local folder: the bytes
+            jobs.calls[:] = status_calls
             return done, status, during_clone
 
     done, status, during_clone = asyncio.run(scenario())
