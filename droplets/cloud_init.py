@@ -10,7 +10,10 @@ droplet bootstraps itself at first boot (cloud-init runs the script as root):
    v2 can match the Ray node to the droplet), ``RAY_NODE_TYPE_NAME`` and, for AMD GPUs,
    ``MIOPEN_LOG_LEVEL=1`` (MIOpen is very chatty otherwise);
 3. checks the GPU runtime (ROCm on MI300X droplets from the ``gpu-amd-base`` image, CUDA on
-   NVIDIA ones) and runs the node type's setup commands (Python env, ROCm build of torch...);
+   NVIDIA ones), runs the node type's setup commands (Python env, ROCm build of torch...) and
+   installs the head's third-party requirements at the head's versions
+   (``droplets.requirements``); voiceq's own code arrives later, with the Serve application
+   (``deployments.ship``), so a worker cannot run other code than the head's;
 4. installs a systemd unit that runs ``ray start --address=<head private IP>:<port> --block``
    with the node type's resources and restarts it if it dies.
 
@@ -53,6 +56,8 @@ class WorkerBootstrap:
     labels: Mapping[str, str] = field(default_factory=dict)
     gpu_runtime: str = "none"
     setup_commands: tuple[str, ...] = ()
+    # pip requirement strings installed after the setup commands (the head's, pinned).
+    python_requirements: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     ray_executable: str = "ray"
     start_ray: bool = True
@@ -151,13 +156,29 @@ def _gpu_check(runtime: str) -> list[str]:
     return []
 
 
+def _python(bootstrap: WorkerBootstrap) -> str:
+    """The Python of the environment Ray runs from (the venv of `ray_executable`)."""
+    ray = bootstrap.ray_executable
+    return ray.rsplit("/", 1)[0] + "/python" if "/" in ray else "python3"
+
+
+def _requirements(bootstrap: WorkerBootstrap) -> list[str]:
+    if not bootstrap.python_requirements:
+        return []
+    install = [_python(bootstrap), "-m", "pip", "install", "--no-cache-dir", *bootstrap.python_requirements]
+    return [
+        "# The head's third-party requirements at the head's versions; voiceq's own code comes",
+        "# with the Serve application's working_dir (python -m deployments.ship).",
+        " ".join(shlex.quote(arg) for arg in install),
+    ]
+
+
 def _torch_check(bootstrap: WorkerBootstrap) -> list[str]:
     """After setup: the torch the node type installed must be the GPU's build (ROCm for AMD,
     CUDA for NVIDIA) and see the GPU; a mismatch fails the boot instead of running on the CPU."""
     if bootstrap.gpu_runtime == "none":
         return []
-    ray = bootstrap.ray_executable
-    python = ray.rsplit("/", 1)[0] + "/python" if "/" in ray else "python3"
+    python = _python(bootstrap)
     want, other = ("hip", "cuda") if bootstrap.gpu_runtime == "rocm" else ("cuda", "hip")
     code = (
         "import torch; "
@@ -200,9 +221,11 @@ def render_user_data(bootstrap: WorkerBootstrap) -> str:
         f"chmod 0600 {ENV_FILE}",
         *_gpu_check(bootstrap.gpu_runtime),
     ]
-    if bootstrap.setup_commands:
-        lines.append("# Node type setup commands.")
-        lines.extend(bootstrap.setup_commands)
+    if bootstrap.setup_commands or bootstrap.python_requirements:
+        if bootstrap.setup_commands:
+            lines.append("# Node type setup commands.")
+            lines.extend(bootstrap.setup_commands)
+        lines.extend(_requirements(bootstrap))
         lines.extend(_torch_check(bootstrap))
     if bootstrap.start_ray:
         argv = ray_start_argv(bootstrap)

@@ -167,6 +167,10 @@ class NodeSettings:
     tags: tuple[str, ...] = ()
     gpu_runtime: str = "none"
     setup_commands: tuple[str, ...] = ()
+    # `python_requirements: head` in the node config: install the head's voiceq requirements
+    # pinned to the head's versions (droplets.requirements); a list: exactly those.
+    head_requirements: bool = False
+    python_requirements: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     ray_executable: str = "ray"
     user_data: str | None = None
@@ -189,6 +193,11 @@ class NodeSettings:
         environment = config.get("environment") or {}
         if not isinstance(environment, Mapping):
             raise ConfigError("node_config.environment must be a mapping")
+        requirements = config.get("python_requirements") or ()
+        if requirements != "head" and not (
+            isinstance(requirements, (list, tuple)) and all(isinstance(r, str) for r in requirements)
+        ):
+            raise ConfigError("node_config.python_requirements must be `head` or a list of pip requirements")
         ssh_keys = config.get("ssh_keys")
         return cls(
             size=str(size),
@@ -199,6 +208,8 @@ class NodeSettings:
             tags=_tags(config.get("tags"), "node_config.tags"),
             gpu_runtime=runtime,
             setup_commands=tuple(str(c) for c in commands),
+            head_requirements=requirements == "head",
+            python_requirements=() if requirements == "head" else tuple(requirements),
             environment={str(k): str(v) for k, v in environment.items()},
             ray_executable=str(config.get("ray_executable", "ray")),
             user_data=config.get("user_data") or None,

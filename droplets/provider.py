@@ -40,6 +40,7 @@ from droplets.config import ConfigError, NodeSettings, ProviderSettings, ssh_fin
 from droplets.errors import DigitalOceanError, ForeignDropletError
 from droplets.firewall import ensure_firewall, remove_firewall
 from droplets.model import STATUS_ACTIVE, STATUS_ARCHIVE, STATUS_NEW, Droplet
+from droplets.requirements import worker_requirements
 from droplets.state import ClusterState
 from droplets.tags import (
     cluster_tag,
@@ -412,6 +413,7 @@ class DigitalOceanNodeProvider(NodeProvider):
             labels=dict(labels),
             gpu_runtime=node.gpu_runtime,
             setup_commands=node.setup_commands,
+            python_requirements=worker_requirements() if node.head_requirements else node.python_requirements,
             environment=node.environment,
             ray_executable=node.ray_executable,
             start_ray=start_ray,

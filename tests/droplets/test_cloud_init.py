@@ -122,3 +122,13 @@ def test_bad_bootstraps_are_refused() -> None:
         WorkerBootstrap("voiceq", "w", "10.0.0.2:6379", labels={"a": "b,c"})
     with pytest.raises(ValueError):
         WorkerBootstrap("voiceq", "w", "10.0.0.2:6379", environment={"BAD-NAME": "x"})
+
+
+def test_requirements_are_pinned_to_the_heads_versions_and_leave_the_gpu_build_alone() -> None:
+    from droplets.requirements import pinned_requirements
+
+    installed = {"ray": "2.55.1", "boto3": "1.44.8", "torch": "2.6.0+cpu"}.get
+    assert pinned_requirements(
+        ["ray[serve]==2.55.1", "boto3>=1.34", "torch==2.6.0", "pytest>=8; extra == \"test\"", "newlib>=1"],
+        installed,
+    ) == ("ray[serve]==2.55.1", "boto3==1.44.8", "newlib>=1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
 from droplets.cloud_init import WorkerBootstrap, render_user_data
 from droplets.config import NodeSettings, ssh_fingerprint
 from droplets.provider import DigitalOceanNodeProvider
+from droplets.requirements import worker_requirements
 
 CONFIG = Path(__file__).resolve().parents[2] / "cluster_configs" / "digitalocean.yaml"
 COMMAND_KEYS = (
@@ -66,7 +68,32 @@ def test_everything_an_external_provider_needs_is_spelled_out(raw: dict[str, Any
     assert any("rocm" in command for command in worker["setup_commands"])
     start = " ".join(raw["head_start_ray_commands"])
     assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in start
-    assert "serve run --non-blocking cluster_configs/production.yaml" in start
+    assert "python -m deployments.ship cluster_configs/production.yaml" in start
+
+
+def test_gpu_workers_install_the_heads_requirements_and_never_voiceq_itself(raw: dict[str, Any]) -> None:
+    """The code arrives with the Serve app (deployments.ship); a worker that installed voiceq
+    from elsewhere (a git URL) could run other code than the head."""
+    from ray import __version__ as ray_version
+
+    for name, node_type in raw["available_node_types"].items():
+        if name == raw["head_node_type"]:
+            continue
+        node = NodeSettings.from_node_config(node_type["node_config"])
+        assert node.head_requirements, name
+        for command in node.setup_commands:
+            assert "git+" not in command and not re.search(r"pip install .*[\s'\"]voiceq\b(?!/)", command), command
+        script = render_user_data(WorkerBootstrap(
+            cluster_name="voiceq", node_type=name, head_address="10.124.0.2:6379",
+            gpu_runtime=node.gpu_runtime, setup_commands=node.setup_commands,
+            python_requirements=worker_requirements(), ray_executable=node.ray_executable,
+        ))
+        install = next(line for line in script.splitlines() if "-m pip install --no-cache-dir" in line)
+        assert install.startswith("/opt/voiceq/venv/bin/python -m pip install")
+        assert f"'ray[serve]=={ray_version}'" in install and "chatterbox-tts==" in install
+        assert "torch" not in install.replace("chatterbox-tts", "")
+        # The head's requirements go in after the GPU build of torch and before its check.
+        assert script.index("download.pytorch.org") < script.index(install) < script.index("torch.version")
 
 
 def test_ray_loads_our_provider_from_the_config(raw: dict[str, Any]) -> None:
