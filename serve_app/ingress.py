@@ -6,6 +6,7 @@ It lives with the routes it serves, above the deployments it calls: `serve_app` 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -13,9 +14,13 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 
-from voiceq.jobs import Job, JobStatus
+from voiceq.audio_formats import media_type
+from voiceq.connections import open_blob_storage
+from voiceq.jobs import Job, JobStatus, new_job_id
 from voiceq.manager import Submission
 from voiceq.settings import Settings
+from voiceq.storage import BlobStorage, upload_key
+from voiceq.storage.base import source_key
 from voiceq.store import JobStats
 from voiceq.voice_library import Caller
 from voiceq.voices import Erasure, Voice
@@ -32,8 +37,11 @@ class ServeBackend:
     """`serve_app.http.Backend` made of Serve handles."""
 
     def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
-                 waker: Waker | None = None, by_model: dict[str, DeploymentHandle] | None = None) -> None:
+                 waker: Waker | None = None, by_model: dict[str, DeploymentHandle] | None = None,
+                 storage: BlobStorage | None = None) -> None:
         self.settings = settings
+        # Uploads are stored here, as they came: their bytes do not travel on to bookkeeping.
+        self.storage = storage or open_blob_storage(settings)
         self.jobs = jobs
         self.inference = inference
         self.waker = waker
@@ -41,6 +49,7 @@ class ServeBackend:
         self.by_model = dict(by_model or {})
 
     async def submit(self, sub: Submission) -> Job:
+        sub = await asyncio.to_thread(store_uploads, self.storage, sub)
         job = await call(self.jobs, "submit", sub)
         if self.waker is not None:
             self.waker.poke()
@@ -107,6 +116,30 @@ class ServeBackend:
             oldest_processing = stats.extra.get("oldest_processing_started_at")
         return build_report(self.settings, pings=pings, engine=await asyncio.to_thread(_engine_state),
                             stats=stats, oldest_processing_started_at=oldest_processing, now=time.time())
+
+
+def store_uploads(storage: BlobStorage, sub: Submission) -> Submission:
+    """Blocking: store a submission's uploads under a new job id and hand on their keys only.
+    Bookkeeping removes them again if it refuses the submission."""
+    if sub.audio is None and sub.source_audio is None:
+        return sub
+    job_id = new_job_id()
+    keys = {"audio_key": upload_key(job_id) if sub.audio is not None else None,
+            "source_key": source_key(job_id) if sub.source_audio is not None else None}
+    written: list[str] = []
+    try:
+        for key, data in ((keys["audio_key"], sub.audio), (keys["source_key"], sub.source_audio)):
+            if key and data is not None:
+                storage.put(key, data, content_type=media_type(data))
+                written.append(key)
+    except BaseException:
+        for key in written:
+            try:
+                storage.delete(key)
+            except Exception:  # never recorded: an orphan blob is the lesser harm
+                pass
+        raise
+    return dataclasses.replace(sub, job_id=job_id, audio=None, source_audio=None, **keys)
 
 
 def _engine_state() -> EngineState:

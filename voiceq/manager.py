@@ -72,6 +72,11 @@ class Submission:
     language: str | None = None
     kind: str = "clone"
     source_audio: bytes | None = None
+    # Uploads the ingress already stored (under these keys, for job `job_id`): the bytes cross
+    # Ray once, from the proxy to the ingress, and bookkeeping gets their keys only.
+    job_id: str | None = None
+    audio_key: str | None = None
+    source_key: str | None = None
 
 
 def _job_extra(sub: Submission) -> dict[str, Any] | None:
@@ -118,16 +123,21 @@ class JobManager(VoiceLibraryManager):
             raise InvalidInput(f"model {sub.model!r} is not served here (this deployment serves "
                                f"{', '.join(self.settings.served_models)})", field="model")
         job = self._new_job(sub)
-        if sub.voice_id is not None:
-            await self._call(self._check_load, sub)
-            # Another key's voice answers exactly like one that does not exist.
-            await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
-            await self._check_voice_blobs(sub.voice_id, sub.model)
-            stored = await self._call(self._store_new, sub, job)
-        else:
-            # One trip to a thread for the whole admission: under load, every hop between the
-            # event loop and the thread pool costs more than the SQLite statements themselves.
-            stored = await self._call(self._admit, sub, job)
+        try:
+            if sub.voice_id is not None:
+                await self._call(self._check_load, sub)
+                # Another key's voice answers exactly like one that does not exist.
+                await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
+                await self._check_voice_blobs(sub.voice_id, sub.model)
+                stored = await self._call(self._store_new, sub, job)
+            else:
+                # One trip to a thread for the whole admission: under load, every hop between the
+                # event loop and the thread pool costs more than the SQLite statements themselves.
+                stored = await self._call(self._admit, sub, job)
+        except BaseException:
+            # A refused submission leaves nothing behind, uploads the ingress stored included.
+            await self._call(self._delete_quietly, [k for k in (sub.audio_key, sub.source_key) if k])
+            raise
         if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
             first = stored.extra.get("request_hash")
             if sub.request_hash is not None and first is not None and first != sub.request_hash:
@@ -139,15 +149,15 @@ class JobManager(VoiceLibraryManager):
         return stored
 
     def _new_job(self, sub: Submission) -> Job:
-        job_id = new_job_id()
+        job_id = sub.job_id or new_job_id()
         if sub.voice_id is None:
-            assert sub.audio is not None, "a submission needs audio or a voice id"
+            assert sub.audio is not None or sub.audio_key, "a submission needs audio or a voice id"
         job = new_job(
             job_id=job_id,
             user_id=sub.user_id,
             voice_name=sub.voice_name,
             sample_text=sub.sample_text,
-            audio_key=upload_key(job_id) if sub.voice_id is None else "",
+            audio_key=(sub.audio_key or upload_key(job_id)) if sub.voice_id is None else "",
             audio_seconds=sub.audio_seconds,
             now=self.clock(),
             priority=sub.priority,
@@ -160,8 +170,8 @@ class JobManager(VoiceLibraryManager):
             language=sub.language,
             kind=sub.kind,
         )
-        if sub.source_audio is not None:
-            job = job.replace(extra={**job.extra, "source_key": source_key(job_id)})
+        if sub.source_audio is not None or sub.source_key:
+            job = job.replace(extra={**job.extra, "source_key": sub.source_key or source_key(job_id)})
         if sub.voice_id is not None:
             job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
         return job
@@ -182,9 +192,10 @@ class JobManager(VoiceLibraryManager):
         is not written, or is an earlier submission's (an idempotent replay)."""
         blobs = {key: data for key, data in ((job.audio_key, sub.audio),
                                              (str(job.extra.get("source_key") or ""), sub.source_audio))
-                 if key and data is not None}
+                 if key and (data is not None or key in (sub.audio_key, sub.source_key))}
         for key, data in blobs.items():
-            self.storage.put(key, data, content_type=media_type(data))
+            if data is not None:  # else the ingress stored it already
+                self.storage.put(key, data, content_type=media_type(data))
         try:
             stored = self.store.create(job)
         except BaseException:

@@ -33,14 +33,16 @@ class Recorder:
         self.target = target
         self.deployment_name = name
         self.calls: list[str] = []
+        self.sent: list[tuple[str, tuple]] = []
 
     def __getattr__(self, method: str) -> Any:
         fn = getattr(self.target, method)
-        calls = self.calls
+        calls, sent = self.calls, self.sent
 
         class Method:
-            def remote(self, *args: Any, **kwargs: Any) -> Any:
+            def remote(self_, *args: Any, **kwargs: Any) -> Any:
                 calls.append(method)
+                sent.append((method, args))
                 return fn(*args, **kwargs)
 
         return Method()
@@ -111,6 +113,9 @@ def test_the_upload_is_stored_as_received_and_the_worker_reads_it(tmp_path: Path
             queued = await clone(c, mp3, "v.mp3")
             job_id = queued.json()["jobId"]
             assert manager.storage.get(upload_key(job_id)) == mp3  # the bytes as sent, not a WAV made of them
+            # The ingress stored them: bookkeeping got their key, not the bytes.
+            (sub,) = [args[0] for method, args in jobs.sent if method == "submit"]
+            assert sub.audio is None and sub.audio_key == upload_key(job_id) and sub.job_id == job_id
             worker = Worker(manager, manager.storage, ToneEngine(), limits=BatchLimits(max_rows=4),
                             worker=WorkerInfo(environment="production", gpu_type="cpu", worker_id="w2"))
             await worker.run_once()
@@ -119,3 +124,17 @@ def test_the_upload_is_stored_as_received_and_the_worker_reads_it(tmp_path: Path
     queued, final = asyncio.run(scenario())
     assert queued.status_code == 202, queued.text
     assert final == JobStatus.COMPLETED.value
+
+
+def test_a_refused_submission_leaves_no_upload_behind(tmp_path: Path) -> None:
+    app, manager, _, _ = app_over(tmp_path, environment="production", auth="off", max_active_jobs=1)
+
+    async def scenario() -> httpx.Response:
+        async with client(app) as c:
+            assert (await clone(c, voice_file("wav", seconds=1.5))).status_code == 202
+            return await clone(c, voice_file("wav", seconds=1.5, seed=1))
+
+    refused = asyncio.run(scenario())
+    assert refused.status_code == 503 and refused.json()["code"] == "queue_full", refused.text
+    uploads = [p.name for p in (tmp_path / "blobs" / "uploads").iterdir()]
+    assert len(uploads) == 1, uploads  # the first job's only
