@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                                       sample_text=args.sample_text, timeout_s=args.timeout)
         except ApiError as err:
             say(f"  HTTP {err.status_code}: {err.message}")
-            for line in troubleshooting(err.message if err.status_code != 401 else "API key required"):
+            for line in troubleshooting(err):
                 say("  " + line)
             if err.job_id is None:
                 say("FAIL: the submission was refused")
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
                                   latency_s=time.monotonic() - started)
         except ClientError as err:
             say(f"  {err.message}")
-            for line in troubleshooting(err.message):
+            for line in troubleshooting(err):
                 say("  " + line)
             say("FAIL: could not submit")
             return EXIT_ERROR
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_TIMEOUT
         except ClientError as err:
             say(f"FAIL: {err}")
-            for line in troubleshooting(err.message):
+            for line in troubleshooting(err):
                 say("  " + line)
             return EXIT_ERROR
 

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voiceq.audio_encode import result_format
 from voiceq.errors import (
     BlobNotFound,
     InvalidInput,
@@ -42,6 +43,8 @@ from .responses import API_PREFIX
 from .family import build_conversion, conversion_form
 from .health import terse_report
 from .validation import build_submission, check_job_id, check_limit, check_user_id, read_upload
+from .openai_routes import openai_routes
+from .openapi import openapi_document
 from .voice_routes import voice_routes
 
 log = logging.getLogger("voiceq.http")
@@ -203,9 +206,10 @@ async def job_audio(request: Request) -> Response:
                                             code="job_not_ready"), status_code=409)
     if url is not None:
         return RedirectResponse(url, status_code=307)
-    mp3 = await backend.read_result(job.job_id)
-    return Response(mp3, media_type="audio/mpeg",
-                    headers={"Content-Disposition": f'inline; filename="{job.job_id}.mp3"'})
+    audio = await backend.read_result(job.job_id)
+    fmt = result_format(job)
+    return Response(audio, media_type=fmt.media_type,
+                    headers={"Content-Disposition": f'inline; filename="{job.job_id}.{fmt.extension}"'})
 
 
 async def cancel_job(request: Request) -> Response:
@@ -260,6 +264,11 @@ async def health(request: Request) -> Response:
     # Anyone may ask whether the service is ready (load balancers carry no key); only an admin
     # key (or a server without auth) is told why, with the paths and URLs that entails.
     return JSONResponse(report if admin else terse_report(report), status_code=code)
+
+
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI description of every route (serve_app.openapi)."""
+    return JSONResponse(openapi_document(request.app.routes))
 
 
 async def live(request: Request) -> Response:
@@ -378,6 +387,8 @@ def create_http_app(backend: Backend) -> Starlette:
         Route("/health", live, methods=["GET"]),
         Route("/ready", health, methods=["GET"]),
         *voice_routes(),
+        *openai_routes(handle_error),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     # VoiceqError and HTTPException are answered by Starlette's exception middleware; anything
     # else is a bug, answered with a 500 and re-raised so it is logged with its traceback.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from voiceq.audio_encode import result_format
 from voiceq.jobs import Job, JobStatus
 from voiceq.store import JobStats
 from voiceq.views import job_view
@@ -35,13 +36,16 @@ def clone_queued(job: Job) -> dict[str, Any]:
     }
 
 
-def clone_completed(job: Job, mp3: bytes) -> dict[str, Any]:
+def clone_completed(job: Job, audio: bytes) -> dict[str, Any]:
+    fmt = result_format(job)
+    # The seed's data URI says audio/mp3; other formats carry their own media type.
+    media = "audio/mp3" if fmt.name == "mp3" else fmt.media_type
     return {
         "success": True,
         "jobId": job.job_id,
         "voice_id": job.voice_id,
         "voice_name": job.voice_name,
-        "sample_audio": "data:audio/mp3;base64," + base64.b64encode(mp3).decode("ascii"),
+        "sample_audio": f"data:{media};base64," + base64.b64encode(audio).decode("ascii"),
         "processingTime": job.processing_time,
         "message": "Voice cloning completed successfully",
         "statusUrl": status_url(job.job_id),

@@ -14,6 +14,7 @@ import unicodedata
 from typing import Any, Mapping
 
 from voiceq.audio import decode_upload
+from voiceq.audio_encode import DEFAULT_FORMAT, FORMAT_NAMES
 from voiceq.errors import InvalidInput
 from voiceq.jobs import is_job_id, is_voice_id
 from voiceq.manager import Submission
@@ -55,6 +56,15 @@ def _text_field(form: Mapping[str, Any], name: str, *, required: bool, max_chars
     for ch in value:
         if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and not (allow_newlines and ch in "\n\t"):
             raise InvalidInput(f"{name} contains a control or invalid character", field=name)
+    return value
+
+
+def check_response_format(value: str | None) -> str:
+    """The audio format a result is made in; MP3 (the seed's) when none is asked for."""
+    if value is None:
+        return DEFAULT_FORMAT
+    if value not in FORMAT_NAMES:
+        raise InvalidInput(f"response_format must be one of {', '.join(FORMAT_NAMES)}", field="response_format")
     return value
 
 
@@ -161,6 +171,7 @@ def build_submission(
     if voice_id is None and audio is None:
         raise InvalidInput("audio_file is required (or voice_id of a voice cloned before)", field="audio_file")
     params = generation_params(form)
+    response_format = check_response_format(_text_field(form, "response_format", required=False, max_chars=16))
     model, language = model_choice(form, params, settings)
     consent = parse_consent(form, settings, cloning=voice_id is None, now=time.time() if now is None else now)
     priority_raw = _text_field(form, "priority", required=False, max_chars=8)
@@ -190,6 +201,8 @@ def build_submission(
     key = check_idempotency_key(idempotency_key)
     # The family's choice is part of the request: the same key with another model is another request.
     family = {"model": model, **({"language": language} if language else {})} if model != DEFAULT_MODEL else {}
+    if response_format != DEFAULT_FORMAT:
+        family["response_format"] = response_format
     fingerprint = request_fingerprint(
         user_id=user_id, voice_name=voice_name, sample_text=sample_text, voice_id=voice_id,
         params={**params, **family}, priority=priority, callback_url=callback_url, audio=audio,
@@ -212,4 +225,5 @@ def build_submission(
         admin=admin,
         consent=consent,
         limits=limits,
+        response_format=response_format,
     )

@@ -72,6 +72,10 @@ class Submission:
     language: str | None = None
     kind: str = "clone"
     source_audio: bytes | None = None
+    # The result's audio format (voiceq.audio_encode); the seed's MP3 unless asked otherwise.
+    response_format: str = "mp3"
+    # A part of a speech request (serve_app.openai_routes): {"request", "part", "parts"}.
+    speech: dict[str, Any] | None = None
     # Uploads the ingress already stored (under these keys, for job `job_id`): the bytes cross
     # Ray once, from the proxy to the ingress, and bookkeeping gets their keys only.
     job_id: str | None = None
@@ -87,6 +91,10 @@ def _job_extra(sub: Submission) -> dict[str, Any] | None:
         extra["consent"] = sub.consent.to_dict()  # becomes the voice's, once it is cloned
     if sub.request_hash and sub.idempotency_key:
         extra["request_hash"] = sub.request_hash
+    if sub.response_format != "mp3":
+        extra["response_format"] = sub.response_format
+    if sub.speech is not None:
+        extra["speech"] = dict(sub.speech)
     return extra or None
 
 

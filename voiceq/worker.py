@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 from .audio import decode_stored, from_wav, to_mp3
 from .batching import BatchLimits, plan_batches, worth_waiting
 from .audio import to_wav
+from .audio_encode import encode, result_format
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
 from .engine.base import ConversionRequest
 from .engine.text import speech_token_estimate
@@ -418,8 +419,10 @@ class Worker:
         return outcomes
 
     def _store_result(self, job: Job, voice_id: str, created: list[str], out: Synthesis) -> Produced:
-        key = result_key(job.job_id, job.lease_id or "nolease")
-        self.storage.put(key, to_mp3(out.clip), content_type="audio/mpeg")
+        fmt = result_format(job)
+        key = result_key(job.job_id, job.lease_id or "nolease", fmt.extension)
+        data = to_mp3(out.clip) if fmt.name == "mp3" else encode(out.clip, fmt)
+        self.storage.put(key, data, content_type=fmt.media_type)
         return Produced(
             voice_id=voice_id,
             voice_key=voice_model_key(voice_id, self.model or job.model or CHATTERBOX),

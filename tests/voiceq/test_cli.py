@@ -20,6 +20,7 @@ from tests.support.audio import decode_mp3, voice_file
 from tests.support.server import VoiceqServer, free_port
 from serve_app.responses import stats_body
 from voiceq import cli
+from voiceq_client import cli as light_cli  # where the commands live
 from voiceq.client import JobState, Stats, VoiceqClient
 from voiceq.store import JobStats
 
@@ -80,7 +81,7 @@ def test_stats_count_a_batched_pass_once(monkeypatch: pytest.MonkeyPatch, capsys
     assert body["avgProcessingTime"] == 10.0  # what each user waited stays the wall time
     assert body["estimatedCost"] == pytest.approx(10 / 3600 * 1.99, abs=1e-6)
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
-    monkeypatch.setattr(cli, "VoiceqClient", lambda url, api_key=None: VoiceqClient(url, transport=transport))
+    monkeypatch.setattr(light_cli, "VoiceqClient", lambda url, api_key=None: VoiceqClient(url, transport=transport))
 
     assert cli.main(["stats", "--user", "alice"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -167,7 +168,7 @@ def test_cli_exit_codes_for_failed_and_cancelled_jobs(monkeypatch: pytest.Monkey
               "cancelled": {"jobId": JOB_ID, "status": "cancelled", "attempts": 0, "error": "cancelled by user"}}
     current = {"body": bodies["failed"]}
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=current["body"]))
-    monkeypatch.setattr(cli, "VoiceqClient", lambda url, api_key=None: VoiceqClient(url, transport=transport))
+    monkeypatch.setattr(light_cli, "VoiceqClient", lambda url, api_key=None: VoiceqClient(url, transport=transport))
     assert cli.main(["status", JOB_ID]) == 1
     assert cli.main(["wait", JOB_ID, "--timeout", "5"]) == 1
     captured = capsys.readouterr()

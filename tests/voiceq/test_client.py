@@ -30,8 +30,9 @@ def status_body(status: str, attempts: int = 0, **extra: Any) -> dict[str, Any]:
             "startedAt": 102.5 if status != "pending" else None, **extra}
 
 
-def scripted(answers: list[httpx.Response | Exception]) -> tuple[VoiceqClient, list[httpx.Request]]:
-    """A client whose transport answers the given responses in order (in memory, no server)."""
+def scripted(answers: list[httpx.Response | Exception], **options: Any) -> tuple[VoiceqClient, list[httpx.Request]]:
+    """A client whose transport answers the given responses in order (in memory, no server).
+    It reports a 429/503 at once unless `retries` is given (the Retry-After tests do)."""
     seen: list[httpx.Request] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -41,7 +42,8 @@ def scripted(answers: list[httpx.Response | Exception]) -> tuple[VoiceqClient, l
             raise answer
         return answer
 
-    return VoiceqClient("http://voiceq.test", api_key="k-123", transport=httpx.MockTransport(handle)), seen
+    options = {"retries": 0, **options}
+    return VoiceqClient("http://voiceq.test", api_key="k-123", transport=httpx.MockTransport(handle), **options), seen
 
 
 class FakeTime:

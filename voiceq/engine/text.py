@@ -101,3 +101,21 @@ def join_audio(parts: list[np.ndarray], sample_rate: int, silence_s: float = JOI
             out.append(gap)
         out.append(np.asarray(part, dtype=np.float32))
     return np.concatenate(out)
+
+
+def stream_chunks(text: str, *, first_max_chars: int = 120, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
+    """Chunks for streamed speech: the first sentence alone (cut to `first_max_chars`), so the
+    first audio is one short sentence's work however long the text is; the rest packed into
+    chunks of at most `max_chars`, cut at sentence ends where it can be."""
+    if first_max_chars < 1 or max_chars < 1:
+        raise ValueError("chunk sizes must be at least 1")
+    text = " ".join(text.split())
+    if not text:
+        return []
+    sentences = _sentences(text)
+    first = _split_long(sentences[0], first_max_chars)
+    head, rest = first[0], first[1:]
+    pieces: list[str] = []
+    for sentence in [" ".join(rest)] + sentences[1:] if rest else sentences[1:]:
+        pieces.extend(_split_long(sentence, max_chars))
+    return [head] + _pack(pieces, max_chars)

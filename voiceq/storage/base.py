@@ -33,10 +33,10 @@ def upload_key(job_id: str) -> str:
     return check_key(f"uploads/{job_id}.wav")
 
 
-def result_key(job_id: str, lease_id: str) -> str:
+def result_key(job_id: str, lease_id: str, extension: str = "mp3") -> str:
     # One key per attempt: a late worker whose lease was taken over writes beside the
     # winner's result, never over it.
-    return check_key(f"results/{job_id}-{lease_id}.mp3")
+    return check_key(f"results/{job_id}-{lease_id}.{extension}")
 
 
 def voice_key(voice_id: str) -> str:
