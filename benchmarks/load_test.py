@@ -209,6 +209,15 @@ async def chaos(tally: Tally, jobs: int) -> list[str]:
     return done
 
 
+def running_replicas(serve: Any, deployment: str = "VoiceCloneInference") -> int:
+    """RUNNING replicas of `deployment` in the app, from Serve's controller."""
+    app = serve.status().applications.get("voiceq")
+    status = app.deployments.get(deployment) if app else None
+    if status is None:
+        return 0
+    return sum(n for state, n in status.replica_states.items() if str(state).endswith("RUNNING"))
+
+
 def start_app(args: argparse.Namespace) -> tuple[str, Any]:
     """The real app with a fixed-cost stand-in engine, on a local Ray cluster."""
     import ray
@@ -235,6 +244,13 @@ def start_app(args: argparse.Namespace) -> tuple[str, Any]:
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(f"{url}/ready").status_code == 200, timeout_s=120, what="the app")
     print(f"started the app at {url} (stand-in engine, data in {data_dir})", flush=True)
+    # How many inference replicas really run, as Serve's controller counts them (a deployment
+    # option that Serve ignores would otherwise go unnoticed: the load would run on fewer).
+    try:
+        wait_until(lambda: running_replicas(serve) >= args.replicas, timeout_s=120, what="the inference replicas")
+    finally:
+        print(f"inference replicas running (serve status): {running_replicas(serve)} of {args.replicas} asked",
+              flush=True)
     return url, (ray, serve)
 
 

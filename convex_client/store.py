@@ -185,6 +185,10 @@ class ConvexJobStore(ConvexOutbox, ConvexLibrary):
     def count_active(self, *, user_id: str | None = None) -> int:
         return int(self._call("query", "countActive", {} if user_id is None else {"userId": user_id}))
 
+    def queue_stats(self) -> JobStats:
+        # Convex's stats already read the running counts (convex/model/counts.ts).
+        return self.stats()
+
     def stats(self, *, user_id: str | None = None) -> JobStats:
         s = self._call("query", "stats", {} if user_id is None else {"userId": user_id})
         by_status = {st.value: int(s["byStatus"].get(st.value, 0)) for st in JobStatus}

@@ -2,7 +2,7 @@
 
 Serve's own autoscaling counts requests queued at deployment handles, but our jobs wait in the
 job store, where no handle sees them, and with zero replicas no replica can report them either.
-So this policy reads the queue itself (`JobStore.stats()`), asks `voiceq.scaling.decide` for the
+So this policy reads the queue itself (`JobStore.queue_stats()`, running counts), asks `voiceq.scaling.decide` for the
 replica count, and Serve sets it. Each inference replica needs a GPU: in the DigitalOcean
 cluster a replica that cannot be placed makes Ray's autoscaler create a GPU droplet, and a
 droplet left without one is destroyed after the cluster's `idle_timeout_minutes`.
@@ -214,7 +214,7 @@ class JobQueueAutoscalingPolicy:
     def _read_snapshot(self) -> QueueSnapshot:
         if self._store is None:
             self._store = open_job_store(self.settings)
-        stats = self._store.stats()
+        stats = self._store.queue_stats()  # running counts, never a count over the table
         return QueueSnapshot.from_stats(stats, now=self._clock(), model=self.model)
 
     def _store_failed(self, error: str) -> None:

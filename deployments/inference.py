@@ -20,7 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from voiceq.batching import BatchLimits
 from voiceq.connections import open_blob_storage
 from voiceq.engine import Engine
-from voiceq.jobs import WorkerInfo
+from voiceq.jobs import Job, WorkerInfo
 from voiceq.metrics import Metrics
 from voiceq.settings import Settings
 from voiceq.worker import Worker
@@ -101,10 +101,12 @@ class InferenceDeployment:
                  limits.max_rows, limits.token_budget, limits.wait_to_fill_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.25)
-    async def run(self, job_ids: list[str]) -> list[bool]:
-        """Process these jobs now; True for each job this call ran (False: someone else had it)."""
-        claimed = set(await self.worker.run_ids(job_ids))
-        return [job_id in claimed for job_id in job_ids]
+    async def run(self, job_ids: list[str]) -> list[Job | None]:
+        """Process these jobs now; for each, the outcome this call recorded (a final state, or
+        pending again for a retry), or None (someone else had the job, or no outcome could be
+        recorded): development mode answers from it without reading the store again."""
+        outcomes = await self.worker.run_now(job_ids)
+        return [outcomes.get(job_id) for job_id in job_ids]
 
     async def wake(self) -> bool:
         """Nothing: the ingress queues this call to start a replica of a fleet scaled to zero

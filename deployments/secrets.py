@@ -6,7 +6,7 @@ cut down to what its code reads:
 
 | deployment | reads | gets |
 |---|---|---|
-| Ingress | API keys (auth), whether webhooks can be signed | API keys |
+| Ingress | API keys (auth), blob storage (stores uploads as they come), whether webhooks can be signed | API keys, S3 keys |
 | JobManager (bookkeeping) | job store (Convex deploy key), blob storage (S3 keys), webhook secret | those |
 | VoiceCloneInference | blob storage (S3 keys); reaches jobs only through bookkeeping | S3 keys |
 
@@ -29,8 +29,6 @@ def _withhold(value: str | None) -> str | None:
 def for_ingress(settings: Settings) -> Settings:
     return settings.replace(
         convex_deploy_key=_withhold(settings.convex_deploy_key),
-        s3_access_key_id=_withhold(settings.s3_access_key_id),
-        s3_secret_access_key=_withhold(settings.s3_secret_access_key),
         webhook_secret=_withhold(settings.webhook_secret) or "",
     )
 

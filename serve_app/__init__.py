@@ -10,8 +10,8 @@ __all__ = ["app", "build_app", "compose"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported lazily: the deployments import serve_app.http, and importing serve_app (tests,
-    # tools) should neither read the environment nor pull Ray Serve in.
+    # Imported lazily: importing serve_app (its routes in tests, tools) should neither read the
+    # environment nor pull Ray Serve in.
     if name not in __all__:
         raise AttributeError(name)
     builder = importlib.import_module("serve_app.builder")

@@ -21,12 +21,16 @@ from voiceq.settings import Settings
 
 
 class Unauthorized(VoiceqError):
+    code = "unauthorized"
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
 class Forbidden(VoiceqError):
+    code = "forbidden"
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message

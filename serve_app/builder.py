@@ -12,12 +12,13 @@ from ray.serve import Application
 from deployments import secrets
 from deployments.autoscaling import autoscaling_config
 from deployments.fleet_autoscaling import fleet_autoscaling_config
-from deployments.ingress import IngressDeployment
 from deployments.inference import EngineFactory, InferenceDeployment, deployment_name
 from deployments.job_manager import JobManagerDeployment
 from voiceq.scaling import ScalingConfig
 from voiceq.settings import Settings
 from voiceq.sizing import GpuType, billing_from_cluster_config, choose_size, gpu_types_from_cluster_config
+
+from .ingress import IngressDeployment
 
 INFERENCE = "VoiceCloneInference"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from voiceq.audio import decode_upload, to_wav
+from voiceq.audio import decode_upload
 from voiceq.errors import InvalidInput
 from voiceq.manager import Submission
 from voiceq.models import CHATTERBOX, DEFAULT_MODEL, KIND_CONVERT, MODELS, ModelChoiceError, check_choice
@@ -77,11 +77,11 @@ def build_conversion(source: bytes | None, settings: Settings, *, base: Submissi
         raise InvalidInput(f"voice conversion runs on {CONVERSION_MODEL!r}, which this deployment does not serve",
                            field="source_audio")
     try:
-        clip = decode_upload(source, min_s=settings.min_audio_s, max_s=settings.max_audio_s)
+        decode_upload(source, min_s=settings.min_audio_s, max_s=settings.max_audio_s, sample_rate=None)
     except InvalidInput as err:  # the decoder names audio_file; here the culprit is the source
         raise InvalidInput(err.message.replace("audio_file", "source_audio"), field="source_audio",
-                           status_code=err.status_code) from None
+                           status_code=err.status_code, code=err.code) from None
     return dataclasses.replace(
-        base, sample_text="", model=CONVERSION_MODEL, language=None, kind=KIND_CONVERT, source_wav=to_wav(clip),
+        base, sample_text="", model=CONVERSION_MODEL, language=None, kind=KIND_CONVERT, source_audio=source,
         params={k: v for k, v in base.params.items() if k == "seed"},
     )

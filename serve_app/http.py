@@ -61,8 +61,13 @@ class Backend(Protocol):
 
     async def get(self, job_id: str) -> Job: ...
 
-    async def run_now(self, job_id: str) -> Job:
-        """Process the job at once (development mode) and return it in its final state."""
+    async def status(self, job_id: str) -> tuple[Job, str | None]:
+        """The job and its result's URL (None: no result, or storage without URLs), in one call."""
+        ...
+
+    async def run_now(self, job: Job) -> Job:
+        """Process the job just submitted at once (development mode) and return its outcome: a
+        final state, or pending again after a failure that may pass."""
         ...
 
     async def read_result(self, job_id: str) -> bytes: ...
@@ -126,13 +131,13 @@ async def clone(request: Request) -> Response:
     if settings.production:
         return JSONResponse(responses.clone_queued(job), status_code=202)
     try:
-        job = await asyncio.wait_for(backend.run_now(job.job_id), timeout=settings.dev_timeout_s)
+        job = await asyncio.wait_for(backend.run_now(job), timeout=settings.dev_timeout_s)
     except asyncio.TimeoutError:
         return JSONResponse(
             responses.error(
                 f"Processing timeout: the job did not finish within {settings.dev_timeout_s:g} s; "
                 "it stays queued and its status URL will show the outcome",
-                jobId=job.job_id, statusUrl=responses.status_url(job.job_id),
+                code="processing_timeout", jobId=job.job_id, statusUrl=responses.status_url(job.job_id),
             ),
             status_code=504,
         )
@@ -142,7 +147,8 @@ async def clone(request: Request) -> Response:
     if job.status is JobStatus.PENDING:  # a transient failure: it will be retried
         return JSONResponse(
             responses.error(f"Voice cloning hit a temporary error and will be retried: {job.error}",
-                            jobId=job.job_id, statusUrl=responses.status_url(job.job_id)),
+                            code="service_unavailable", jobId=job.job_id,
+                            statusUrl=responses.status_url(job.job_id)),
             status_code=503, headers={"Retry-After": "5"},
         )
     return JSONResponse(responses.clone_failed(job), status_code=500)
@@ -182,18 +188,23 @@ async def convert(request: Request) -> Response:
 
 
 async def job_status(request: Request) -> Response:
-    backend = _backend(request)
-    job = await _visible_job(request, _principal(request))
-    url = await backend.result_url(job.job_id) if job.status is JobStatus.COMPLETED else None
+    principal = _principal(request)
+    # One read through bookkeeping: the job and its result's URL together.
+    job, url = await _backend(request).status(check_job_id(request.path_params["job_id"]))
+    if not can_see(principal, job):
+        raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
     return JSONResponse(responses.job_status(job, result_url=url))
 
 
 async def job_audio(request: Request) -> Response:
     backend = _backend(request)
-    job = await _visible_job(request, _principal(request))
+    principal = _principal(request)
+    job, url = await backend.status(check_job_id(request.path_params["job_id"]))
+    if not can_see(principal, job):
+        raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
     if job.status is not JobStatus.COMPLETED:
-        return JSONResponse(responses.error(f"job {job.job_id} is {job.status.value}; no audio yet"), status_code=409)
-    url = await backend.result_url(job.job_id)
+        return JSONResponse(responses.error(f"job {job.job_id} is {job.status.value}; no audio yet",
+                                            code="job_not_ready"), status_code=409)
     if url is not None:
         return RedirectResponse(url, status_code=307)
     audio = await backend.read_result(job.job_id)
@@ -276,43 +287,52 @@ def store_unreachable_message(settings: Settings) -> str:
     return "Job store not reachable: check that the data directory is on a writable disk"
 
 
+# The stable codes of Starlette's own refusals (no route, wrong method...), by status.
+HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "invalid_transition", 413: "payload_too_large",
+              415: "unsupported_media_type", 429: "rate_limited", 503: "service_unavailable"}
+
+
+def _error(exc: VoiceqError, message: str, status_code: int, headers: dict[str, str] | None = None,
+           field: str | None = None) -> Response:
+    return JSONResponse(responses.error(message, code=exc.code, field=field), status_code=status_code,
+                        headers=headers)
+
+
 async def handle_error(request: Request, exc: Exception) -> Response:
     settings: Settings = request.app.state.backend.settings
     if isinstance(exc, InvalidInput):
-        return JSONResponse(responses.error(exc.message, field=exc.field), status_code=exc.status_code)
+        return _error(exc, exc.message, exc.status_code, field=exc.field)
     if isinstance(exc, (JobNotFound, VoiceNotFound)):
-        return JSONResponse(responses.error(str(exc)), status_code=404)
+        return _error(exc, str(exc), 404)
     if isinstance(exc, BlobNotFound):
-        return JSONResponse(responses.error("the result of this job is no longer available"), status_code=410)
+        return _error(exc, "the result of this job is no longer available", 410)
     if isinstance(exc, InvalidTransition):
-        return JSONResponse(responses.error(str(exc)), status_code=409)
+        return _error(exc, str(exc), 409)
     if isinstance(exc, QueueFull):
-        return JSONResponse(responses.error(exc.message), status_code=exc.status_code,
-                            headers={"Retry-After": str(exc.retry_after_s)})
+        return _error(exc, exc.message, exc.status_code, {"Retry-After": str(exc.retry_after_s)})
     if isinstance(exc, Unauthorized):
-        return JSONResponse(responses.error(exc.message), status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="voiceq"'})
+        return _error(exc, exc.message, 401, {"WWW-Authenticate": 'Bearer realm="voiceq"'})
     if isinstance(exc, Forbidden):
-        return JSONResponse(responses.error(exc.message), status_code=403)
+        return _error(exc, exc.message, 403)
     if isinstance(exc, StoreUnavailable):
         log.warning("job store unavailable: %s", exc)
-        return JSONResponse(responses.error(store_unreachable_message(settings)), status_code=503,
-                            headers={"Retry-After": "5"})
+        return _error(exc, store_unreachable_message(settings), 503, {"Retry-After": "5"})
     if isinstance(exc, ServiceUnavailable):
         log.warning("service unavailable: %s", exc)
-        return JSONResponse(responses.error(str(exc)), status_code=503, headers={"Retry-After": "2"})
+        return _error(exc, str(exc), 503, {"Retry-After": "2"})
     if isinstance(exc, StorageUnavailable):
         log.warning("storage unavailable: %s", exc)
-        return JSONResponse(responses.error("Audio storage not reachable: try again shortly"), status_code=503,
-                            headers={"Retry-After": "5"})
+        return _error(exc, "Audio storage not reachable: try again shortly", 503, {"Retry-After": "5"})
     if isinstance(exc, HTTPException):
         message = {
             404: f"no such endpoint: {request.method} {request.url.path}",
             405: f"method {request.method} is not allowed on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
-        return JSONResponse(responses.error(message), status_code=exc.status_code, headers=exc.headers)
+        code = HTTP_CODES.get(exc.status_code, "invalid_input" if exc.status_code < 500 else "internal_error")
+        return JSONResponse(responses.error(message, code=code), status_code=exc.status_code, headers=exc.headers)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(responses.error("internal error"), status_code=500)
+    return JSONResponse(responses.error("internal error", code="internal_error"), status_code=500)
 
 
 class BodyLimit:
@@ -345,7 +365,8 @@ class BodyLimit:
 
 
 async def _too_large(limit: int, send: Send) -> None:
-    response = JSONResponse(responses.error(f"request body is larger than {limit} bytes"), status_code=413)
+    response = JSONResponse(responses.error(f"request body is larger than {limit} bytes", code="payload_too_large"),
+                            status_code=413)
     await response({"type": "http"}, _no_receive, send)
 
 

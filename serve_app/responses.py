@@ -60,6 +60,7 @@ def clone_failed(job: Job) -> dict[str, Any]:
         "jobId": job.job_id,
         "status": job.status.value,
         "error": job.error or "voice cloning failed",
+        "code": "job_failed",
         "message": "Voice cloning failed",
         "statusUrl": status_url(job.job_id),
     }
@@ -120,8 +121,10 @@ def stats_body(stats: JobStats, *, gpu_hourly_price: float) -> dict[str, Any]:
     }
 
 
-def error(message: str, *, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"success": False, "error": message}
+def error(message: str, *, code: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """An error body: the seed's shape plus `code`, the stable name clients match on (the
+    message is for people and may be reworded)."""
+    body: dict[str, Any] = {"success": False, "error": message, "code": code}
     if field:
         body["field"] = field
     body.update(extra)

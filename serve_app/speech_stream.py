@@ -43,7 +43,7 @@ class SpeechBackend(Protocol):
 
     async def get(self, job_id: str) -> Job: ...
 
-    async def run_now(self, job_id: str) -> Job: ...
+    async def run_now(self, job: Job) -> Job: ...
 
     async def read_result(self, job_id: str) -> bytes: ...
 
@@ -64,13 +64,14 @@ def new_request_id() -> str:
     return f"speech_{uuid.uuid4().hex[:16]}"
 
 
-async def wait_final(backend: SpeechBackend, job_id: str, *, timeout_s: float,
+async def wait_final(backend: SpeechBackend, submitted: Job, *, timeout_s: float,
                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Job:
     """The job once it is completed, failed or cancelled (a transient failure is waited out).
     Development runs it at once on an inference replica; production leaves it to the queue."""
     deadline = time.monotonic() + timeout_s
+    job_id = submitted.job_id
     if not backend.settings.production:
-        job = await asyncio.wait_for(backend.run_now(job_id), timeout=timeout_s)
+        job = await asyncio.wait_for(backend.run_now(submitted), timeout=timeout_s)
         if job.status.terminal:
             return job
     while True:
@@ -105,7 +106,7 @@ class SpeechStream:
         """Submit and wait for the first chunk; raises if it cannot be made."""
         job = await self.backend.submit(self.plan.parts[0])
         self.jobs.append(job)
-        done = await wait_final(self.backend, job.job_id, timeout_s=self.timeout_s)
+        done = await wait_final(self.backend, job, timeout_s=self.timeout_s)
         if done.status is not JobStatus.COMPLETED:
             raise _failed(done)
         self._first = done
@@ -135,7 +136,7 @@ class SpeechStream:
                 job = await self.backend.submit(sub)
                 rest.append(job)
                 self.jobs.append(job)
-            waits = [asyncio.ensure_future(wait_final(self.backend, j.job_id, timeout_s=self.timeout_s))
+            waits = [asyncio.ensure_future(wait_final(self.backend, j, timeout_s=self.timeout_s))
                      for j in rest]
             try:
                 for waiting in waits:

@@ -13,7 +13,7 @@ import time
 import unicodedata
 from typing import Any, Mapping
 
-from voiceq.audio import decode_upload, to_wav
+from voiceq.audio import decode_upload
 from voiceq.audio_encode import DEFAULT_FORMAT, FORMAT_NAMES
 from voiceq.errors import InvalidInput
 from voiceq.jobs import is_job_id, is_voice_id
@@ -161,7 +161,8 @@ def build_submission(
     now: float | None = None,
     limits: KeyLimits = UNLIMITED,
 ) -> Submission:
-    """Validate every field and decode the audio; raises `InvalidInput` on the first problem."""
+    """Validate every field and check the audio by decoding it; raises `InvalidInput` on the
+    first problem. The audio is kept as it came (the worker decodes it for the model)."""
     user_id = check_user_id(_text_field(form, "user_id", required=True, max_chars=MAX_USER_ID_CHARS) or "")
     voice_name = _text_field(form, "voice_name", required=True, max_chars=settings.max_name_chars) or ""
     sample_text = _text_field(form, "sample_text", required=False, max_chars=settings.max_text_chars,
@@ -198,11 +199,10 @@ def build_submission(
                                field="callback_url")
         check_callback_url(callback_url, allow_private=settings.webhook_allow_private)
 
-    wav: bytes | None = None
     seconds = 0.0
     if audio is not None:
-        clip = decode_upload(audio, min_s=settings.min_audio_s, max_s=settings.max_audio_s)
-        wav, seconds = to_wav(clip), round(clip.seconds, 3)
+        clip = decode_upload(audio, min_s=settings.min_audio_s, max_s=settings.max_audio_s, sample_rate=None)
+        seconds = round(clip.seconds, 3)
         check_reference(model, seconds)
     key = check_idempotency_key(idempotency_key)
     # The family's choice is part of the request: the same key with another model is another request.
@@ -218,7 +218,7 @@ def build_submission(
         user_id=user_id,
         voice_name=voice_name,
         sample_text=sample_text,
-        audio_wav=wav,
+        audio=audio,
         audio_seconds=seconds,
         voice_id=voice_id,
         priority=priority,

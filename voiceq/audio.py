@@ -1,9 +1,10 @@
 """Audio in and out: decode whatever people upload, encode what we send back.
 
-Uploads are decoded once, at the edge, into mono float32 at the model's 24 kHz and stored as
-16-bit WAV, so workers never need a decoder and a file that cannot be decoded is refused
-before anything is stored. FFmpeg (through PyAV's wheels) reads mp3, wav, ogg/opus, flac,
-m4a/aac and webm at any sample rate and channel count.
+Uploads are decoded at the edge to check them (format, duration, silence), so a file that cannot
+be decoded is refused before anything is stored, and then stored as they came: the bytes cross
+Ray once, at their own size, and are decoded once more where the model needs samples
+(`decode_stored`). FFmpeg (through PyAV's wheels) reads mp3, wav, ogg/opus, flac, m4a/aac and
+webm at any sample rate and channel count.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ def _check_stream(stream: av.audio.stream.AudioStream) -> None:
                            field="audio_file", status_code=415)
 
 
-def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int = MODEL_SR,
+def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int | None = MODEL_SR,
                   deadline_s: float = 10.0) -> Clip:
-    """Decode an uploaded file to mono float32 at `sample_rate`, enforcing the duration bounds.
+    """Decode an uploaded file to mono float32 at `sample_rate` (None: the file's own rate, which
+    spares a resampling where only checking is needed), enforcing the duration bounds.
 
     Only accepted audio containers reach FFmpeg, each with its own demuxer named (nothing else
     is probed: no network protocols, playlists, concat lists or images). Decoding stops as soon
@@ -65,7 +67,10 @@ def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int =
                            field="audio_file", status_code=415)
     deadline = time.monotonic() + deadline_s
     try:
-        container = av.open(io.BytesIO(data), mode="r", format=demuxer, timeout=deadline_s)
+        # FFmpeg's WAV demuxer reads up to 5 MB probing for what its header already says: most
+        # of a submission's time on the ingress, for nothing.
+        options = {"probesize": "32768"} if demuxer == "wav" else {}
+        container = av.open(io.BytesIO(data), mode="r", format=demuxer, options=options, timeout=deadline_s)
     except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as err:
         raise InvalidInput(
             f"audio_file could not be decoded as audio (accepted: {ACCEPTED})",
@@ -77,6 +82,7 @@ def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int =
         if not streams:
             raise InvalidInput("audio_file contains no audio stream", field="audio_file", status_code=415)
         _check_stream(streams[0])
+        sample_rate = sample_rate or streams[0].codec_context.sample_rate or streams[0].rate
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         n = 0
@@ -116,6 +122,11 @@ def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int =
     if float(np.max(np.abs(clip.samples))) < 1e-4:
         raise InvalidInput("audio_file is silent: no voice to clone", field="audio_file", status_code=422)
     return clip
+
+
+def decode_stored(data: bytes, *, deadline_s: float = 30.0) -> Clip:
+    """A stored upload (checked at the edge when it came in) as mono float32 at the model's rate."""
+    return decode_upload(data, min_s=0.0, max_s=24 * 3600.0, deadline_s=deadline_s)
 
 
 def to_wav(clip: Clip) -> bytes:

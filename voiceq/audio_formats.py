@@ -31,6 +31,16 @@ def _mpeg_audio_frame(head: bytes) -> str | None:
     return "mp3"
 
 
+# The media type an accepted upload is stored under, by its demuxer.
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg",
+               "mp4": "audio/mp4", "matroska": "audio/webm", "aac": "audio/aac"}
+
+
+def media_type(data: bytes) -> str:
+    """The media type of an accepted upload (application/octet-stream for anything else)."""
+    return MEDIA_TYPES.get(sniff_demuxer(data) or "", "application/octet-stream")
+
+
 def sniff_demuxer(data: bytes) -> str | None:
     """The FFmpeg demuxer for an accepted audio container, or None for anything else."""
     head = data[:16]

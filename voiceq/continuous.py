@@ -45,6 +45,7 @@ class ContinuousRun:
         self.in_hand: dict[str, Job] = {}  # claimed, outcome not recorded yet
         self.lost: set[str] = set()
         self.finished: set[str] = set()
+        self.recorded: dict[str, Job] = {}  # outcomes as recorded in the store, by job id
         self.ready: queue.Queue[Prepared] = queue.Queue()  # read by the engine's thread
         self.prepared: dict[str, Prepared] = {}
         self.entered: dict[str, float] = {}  # job id -> when it entered the engine
@@ -149,7 +150,8 @@ class ContinuousRun:
 
     async def _finish(self, job: Job, outcome: Produced | BaseException, elapsed: float, share: float) -> None:
         try:
-            await asyncio.shield(self.w._finalize([job], [outcome], elapsed, self.lost, share=share))
+            self.recorded.update(
+                await asyncio.shield(self.w._finalize([job], [outcome], elapsed, self.lost, share=share)))
         finally:
             self.finished.add(job.job_id)
             self.in_hand.pop(job.job_id, None)

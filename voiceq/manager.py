@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from .errors import (BlobNotFound, IdempotencyKeyReused, InvalidInput, JobNotFound, QueueFull, StaleLease,
                      StoreUnavailable, VoiceNotFound)
 from .jobs import Job, JobResult, JobStatus, WorkerInfo, new_job, new_job_id
+from .audio_formats import media_type
 from .logs import log_job
 from .views import job_view
 from .metrics import Metrics, failure_reason
@@ -27,7 +28,7 @@ from .storage.base import source_key, voice_reference_key
 from .store import JobStats, JobStore
 from .voice_library import Caller, VoiceLibraryManager
 from .voices import Consent
-from .quotas import KeyLimits, check_key_load
+from .quotas import KeyLimits, check_key_load, daily_limit
 
 log = logging.getLogger("voiceq.manager")
 T = TypeVar("T")
@@ -44,13 +45,13 @@ def webhook_body(entry: OutboxEntry, job: Job) -> bytes:
 
 @dataclass(frozen=True)
 class Submission:
-    """A validated request to clone a voice. Either `audio_wav` (a fresh upload, already
-    decoded and normalized) or `voice_id` (a voice prepared by an earlier job)."""
+    """A validated request to clone a voice. Either `audio` (a fresh upload, checked and kept
+    as it came) or `voice_id` (a voice prepared by an earlier job)."""
 
     user_id: str
     voice_name: str
     sample_text: str
-    audio_wav: bytes | None = None
+    audio: bytes | None = None
     audio_seconds: float = 0.0
     voice_id: str | None = None
     priority: int = 0
@@ -65,16 +66,21 @@ class Submission:
     consent: Consent | None = None
     limits: KeyLimits | None = None  # the submitting key's quotas (None: keys are off)
     # The Chatterbox family (voiceq.models): the model, its language, and the job's kind.
-    # A conversion carries the speech to convert (`source_wav`); its voice is `voice_id` or
-    # the target sample in `audio_wav`.
+    # A conversion carries the speech to convert (`source_audio`, as uploaded); its voice is
+    # `voice_id` or the target sample in `audio`.
     model: str = "chatterbox"
     language: str | None = None
     kind: str = "clone"
-    source_wav: bytes | None = None
+    source_audio: bytes | None = None
     # The result's audio format (voiceq.audio_encode); the seed's MP3 unless asked otherwise.
     response_format: str = "mp3"
     # A part of a speech request (serve_app.openai_routes): {"request", "part", "parts"}.
     speech: dict[str, Any] | None = None
+    # Uploads the ingress already stored (under these keys, for job `job_id`): the bytes cross
+    # Ray once, from the proxy to the ingress, and bookkeeping gets their keys only.
+    job_id: str | None = None
+    audio_key: str | None = None
+    source_key: str | None = None
 
 
 def _job_extra(sub: Submission) -> dict[str, Any] | None:
@@ -124,24 +130,42 @@ class JobManager(VoiceLibraryManager):
         if sub.model not in self.settings.served_models:
             raise InvalidInput(f"model {sub.model!r} is not served here (this deployment serves "
                                f"{', '.join(self.settings.served_models)})", field="model")
-        await self.check_capacity(sub.user_id)
-        if sub.owner is not None and sub.limits is not None:
-            await self.check_key_capacity(sub.owner, sub.limits)
-        job_id = new_job_id()
-        audio_key = ""
-        if sub.voice_id is not None:
-            # Another key's voice answers exactly like one that does not exist.
-            await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
-            await self._check_voice_blobs(sub.voice_id, sub.model)
-        else:
-            assert sub.audio_wav is not None, "a submission needs audio or a voice id"
-            audio_key = upload_key(job_id)
+        job = self._new_job(sub)
+        try:
+            if sub.voice_id is not None:
+                await self._call(self._check_load, sub)
+                # Another key's voice answers exactly like one that does not exist.
+                await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
+                await self._check_voice_blobs(sub.voice_id, sub.model)
+                stored = await self._call(self._store_new, sub, job)
+            else:
+                # One trip to a thread for the whole admission: under load, every hop between the
+                # event loop and the thread pool costs more than the SQLite statements themselves.
+                stored = await self._call(self._admit, sub, job)
+        except BaseException:
+            # A refused submission leaves nothing behind, uploads the ingress stored included.
+            await self._call(self._delete_quietly, [k for k in (sub.audio_key, sub.source_key) if k])
+            raise
+        if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
+            first = stored.extra.get("request_hash")
+            if sub.request_hash is not None and first is not None and first != sub.request_hash:
+                raise IdempotencyKeyReused(sub.idempotency_key or "")
+            log_job("replayed", stored, idempotency_key=sub.idempotency_key)
+            return stored
+        log_job("submitted", stored, priority=stored.priority or None)
+        self.metrics.submitted(self.settings.environment)
+        return stored
+
+    def _new_job(self, sub: Submission) -> Job:
+        job_id = sub.job_id or new_job_id()
+        if sub.voice_id is None:
+            assert sub.audio is not None or sub.audio_key, "a submission needs audio or a voice id"
         job = new_job(
             job_id=job_id,
             user_id=sub.user_id,
             voice_name=sub.voice_name,
             sample_text=sub.sample_text,
-            audio_key=audio_key,
+            audio_key=(sub.audio_key or upload_key(job_id)) if sub.voice_id is None else "",
             audio_seconds=sub.audio_seconds,
             now=self.clock(),
             priority=sub.priority,
@@ -154,32 +178,39 @@ class JobManager(VoiceLibraryManager):
             language=sub.language,
             kind=sub.kind,
         )
-        source = source_key(job_id) if sub.source_wav is not None else ""
-        if source:
-            job = job.replace(extra={**job.extra, "source_key": source})
+        if sub.source_audio is not None or sub.source_key:
+            job = job.replace(extra={**job.extra, "source_key": sub.source_key or source_key(job_id)})
         if sub.voice_id is not None:
             job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
-        blobs = [k for k in (audio_key, source) if k]
-        if audio_key:
-            await self._call(self.storage.put, audio_key, sub.audio_wav, content_type="audio/wav")
-        if source:
-            await self._call(self.storage.put, source, sub.source_wav, content_type="audio/wav")
+        return job
+
+    def _admit(self, sub: Submission, job: Job) -> Job:
+        """Blocking: backpressure, then the blobs and the record."""
+        self._check_load(sub)
+        return self._store_new(sub, job)
+
+    def _check_load(self, sub: Submission) -> None:
+        """Blocking: backpressure before anything is stored, overall, per user and per key."""
+        self.check_capacity_now(sub.user_id)
+        if sub.owner is not None and sub.limits is not None:
+            self.check_key_capacity_now(sub.owner, sub.limits)
+
+    def _store_new(self, sub: Submission, job: Job) -> Job:
+        """Blocking: the upload (as it came), then the record; the blobs go again if the record
+        is not written, or is an earlier submission's (an idempotent replay)."""
+        blobs = {key: data for key, data in ((job.audio_key, sub.audio),
+                                             (str(job.extra.get("source_key") or ""), sub.source_audio))
+                 if key and (data is not None or key in (sub.audio_key, sub.source_key))}
+        for key, data in blobs.items():
+            if data is not None:  # else the ingress stored it already
+                self.storage.put(key, data, content_type=media_type(data))
         try:
-            stored = await self._call(self.store.create, job)
+            stored = self.store.create(job)
         except BaseException:
-            for key in blobs:
-                await self._delete_quietly(key)
+            self._delete_quietly(list(blobs))
             raise
-        if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
-            for key in blobs:
-                await self._delete_quietly(key)
-            first = stored.extra.get("request_hash")
-            if sub.request_hash is not None and first is not None and first != sub.request_hash:
-                raise IdempotencyKeyReused(sub.idempotency_key or "")
-            log_job("replayed", stored, idempotency_key=sub.idempotency_key)
-            return stored
-        log_job("submitted", stored, priority=stored.priority or None)
-        self.metrics.submitted(self.settings.environment)
+        if stored.job_id != job.job_id:
+            self._delete_quietly(list(blobs))
         return stored
 
     async def _check_voice_blobs(self, voice_id: str, model: str) -> None:
@@ -194,31 +225,34 @@ class JobManager(VoiceLibraryManager):
                                f"reference clip to prepare {model!r} from; clone it again from its sample",
                                field="voice_id", status_code=409)
 
-    async def _delete_quietly(self, key: str) -> None:
-        try:
-            await self._call(self.storage.delete, key)
-        except Exception:  # the job was never recorded; an orphan blob is the lesser harm
-            log.warning("could not remove orphaned upload %s", key)
+    def _delete_quietly(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.storage.delete(key)
+            except Exception:  # the job was never recorded; an orphan blob is the lesser harm
+                log.warning("could not remove orphaned upload %s", key)
 
-    async def check_capacity(self, user_id: str) -> None:
-        """Backpressure before anything is stored. The bound is soft by a few jobs under
-        concurrent submissions (count, then insert), which is what a bound on load needs."""
+    def check_capacity_now(self, user_id: str) -> None:
+        """Blocking. Backpressure before anything is stored. The bound is soft by a few jobs
+        under concurrent submissions (count, then insert), which is what a bound on load needs."""
         limit = self.settings.max_active_jobs
-        total = await self._call(self.store.count_active)
+        total = self.store.count_active()
         if total >= limit:
             raise QueueFull(f"the queue is full ({total} jobs waiting or running); try again later",
                             retry_after_s=30, per_user=False)
-        mine = await self._call(self.store.count_active, user_id=user_id)
+        mine = self.store.count_active(user_id=user_id)
         if mine >= self.settings.max_active_jobs_per_user:
             raise QueueFull(
                 f"user {user_id!r} already has {mine} jobs waiting or running; wait for one to finish",
                 retry_after_s=10, per_user=True,
             )
 
-    async def check_key_capacity(self, owner: str, limits: KeyLimits) -> None:
-        """Per-key quotas: a client rotating user_id still cannot fill the queue."""
-        active = await self._call(self.store.count_key_jobs, owner=owner)
-        today = await self._call(self.store.count_key_jobs, owner=owner, since=self.clock() - 86_400.0)
+    def check_key_capacity_now(self, owner: str, limits: KeyLimits) -> None:
+        """Blocking. Per-key quotas: a client rotating user_id still cannot fill the queue."""
+        active = self.store.count_key_jobs(owner=owner)
+        # The day's count reads every job of the key's last 24 hours: only where a daily bound exists.
+        today = (self.store.count_key_jobs(owner=owner, since=self.clock() - 86_400.0)
+                 if daily_limit(limits, self.settings) else 0)
         check_key_load(key=owner, active=active, today=today, limits=limits, settings=self.settings)
 
     # --- reads --------------------------------------------------------------------------
@@ -265,6 +299,14 @@ class JobManager(VoiceLibraryManager):
         if job.status is not JobStatus.COMPLETED or not job.result_key:
             return None
         return await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s)
+
+    async def status(self, job_id: str, *, expires_s: int = 3600) -> tuple[Job, str | None]:
+        """A status read in one call: the job, and its result's URL once it has one (None where
+        the storage has no URLs, or the job has no result)."""
+        job = await self.get(job_id)
+        if job.status is not JobStatus.COMPLETED or not job.result_key:
+            return job, None
+        return job, await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s)
 
     async def ping(self) -> dict[str, str]:
         """Health of the store and storage: 'ok' or the error text, per component."""
@@ -354,7 +396,7 @@ class JobManager(VoiceLibraryManager):
         return jobs
 
     async def observe_queue(self) -> JobStats:
-        stats = await self.stats()
+        stats = await self._call(self.store.queue_stats)  # running counts, never a count over the table
         oldest = stats.oldest_pending_created_at
         self.metrics.queue(stats.by_status, max(0.0, self.clock() - oldest) if oldest is not None else 0.0)
         return stats

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
-from .audio import from_wav, to_mp3
+from .audio import decode_stored, from_wav, to_mp3
 from .batching import BatchLimits, plan_batches, worth_waiting
 from .audio_encode import encode, result_format
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
@@ -231,13 +231,21 @@ class Worker:
     async def run_ids(self, job_ids: Sequence[str]) -> list[str]:
         """Process these jobs now if they are still pending (development mode's direct path).
         Returns the ids this call claimed; others were already taken by someone else."""
+        return list(await self.run_now(job_ids))
+
+    async def run_now(self, job_ids: Sequence[str]) -> dict[str, Job | None]:
+        """`run_ids`, answering each claimed job's recorded outcome (a final state, or pending
+        again for a retry); None where no outcome could be recorded (lease lost, bookkeeping
+        unreachable). The caller has the outcome without reading the store again."""
         async with self._engine_turn:
             batch = await self._claim(limit=len(job_ids), job_ids=job_ids)
             if batch and hasattr(self.engine, "run_session"):
-                await ContinuousRun(self, batch, claim_more=False).run()
-            elif batch:
-                await self.process(batch)
-            return [j.job_id for j in batch]
+                run = ContinuousRun(self, batch, claim_more=False)
+                await run.run()
+                recorded = run.recorded
+            else:
+                recorded = await self.process(batch) if batch else {}
+            return {j.job_id: recorded.get(j.job_id) for j in batch}
 
     async def _claim(self, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]:
         if self.model is None:
@@ -246,9 +254,11 @@ class Worker:
 
     # --- one batch ----------------------------------------------------------------------
 
-    async def process(self, batch: list[Job]) -> None:
+    async def process(self, batch: list[Job]) -> dict[str, Job]:
         """Run claimed jobs through the engine in passes within the batch limits, renewing
-        every claimed job's lease until its own outcome is recorded."""
+        every claimed job's lease until its own outcome is recorded. Returns the recorded
+        outcomes by job id."""
+        recorded: dict[str, Job] = {}
         lost: set[str] = set()
         finished: set[str] = set()
         beat = asyncio.create_task(self._renew_leases(batch, lost, finished))
@@ -265,10 +275,11 @@ class Worker:
                 self.batches_run += 1
                 self.last_batch_size = len(part)
                 self.metrics.batch(len(part))
-                await asyncio.shield(self._finalize(part, outcomes, elapsed, lost))
+                recorded.update(await asyncio.shield(self._finalize(part, outcomes, elapsed, lost)))
                 finished.update(j.job_id for j in part)
         finally:
             beat.cancel()
+        return recorded
 
     async def _renew_leases(self, batch: Iterable[Job], lost: set[str], finished: set[str]) -> None:
         """Renew the lease of every job in `batch` (a list, or a live view of the jobs in hand)."""
@@ -288,13 +299,14 @@ class Worker:
     async def _finalize(
         self, batch: list[Job], outcomes: list[Produced | BaseException], elapsed: float, lost: set[str],
         share: float | None = None,
-    ) -> None:
+    ) -> dict[str, Job]:
         # `batch` is one engine pass. Every job in it waited the whole pass (processing_time),
         # but they shared the GPU: each is charged an equal share, so a pass's shares add up to
         # its wall time once, however many jobs it held. Failed rows' shares are not recorded.
         # (A continuous run finalizes job by job and passes each job's own share.)
         if share is None:
             share = elapsed / len(batch) if batch else 0.0
+        recorded: dict[str, Job] = {}
         for job, outcome in zip(batch, outcomes):
             lease = job.lease_id or ""
             try:
@@ -302,7 +314,7 @@ class Worker:
                     raise StaleLease(job.job_id)
                 if isinstance(outcome, BaseException):
                     failure = classify(outcome)
-                    await self._record(lambda: self.jobs.fail(
+                    recorded[job.job_id] = await self._record(lambda: self.jobs.fail(
                         job.job_id, lease_id=lease, error=failure.message, transient=failure.transient,
                         defer_s=failure.defer_s,
                     ))
@@ -317,13 +329,15 @@ class Worker:
                     gpu_seconds=round(share, 3),
                     models=(self.engine.info.name,),
                 )
-                await self._record(lambda: self.jobs.complete(job.job_id, lease_id=lease, result=result))
+                recorded[job.job_id] = await self._record(
+                    lambda: self.jobs.complete(job.job_id, lease_id=lease, result=result))
             except StaleLease:
                 if isinstance(outcome, Produced):
                     await self._discard(job.job_id, outcome)
             except Exception:
                 # Bookkeeping unreachable: the lease will expire and the job will run again.
                 log.exception("job=%s could not record its outcome; its lease will expire", job.job_id)
+        return recorded
 
     async def _record(self, call: Callable[[], Awaitable[Job]]) -> Job:
         """Record an outcome, riding out a short bookkeeping or store outage (a restart takes
@@ -396,8 +410,7 @@ class Worker:
         return job.voice_id, voice, created
 
     def _new_voice(self, job: Job, model: str) -> tuple[str, Any, list[str]]:
-        wav = self.storage.get(job.audio_key)
-        clip = from_wav(wav)
+        clip = decode_stored(self.storage.get(job.audio_key))  # the upload as it came
         voice = self.engine.prepare_voice(clip)
         voice_id = new_voice_id()
         keys = [voice_reference_key(voice_id), voice_model_key(voice_id, model)]
@@ -428,7 +441,7 @@ class Worker:
             if not hasattr(self.engine, "convert"):
                 self._delete([] if job.voice_id else created)
                 raise JobFailed(f"the {self.engine.info.name} engine cannot convert voices", transient=False)
-            source = from_wav(self.storage.get(str(job.extra.get("source_key") or "")))
+            source = decode_stored(self.storage.get(str(job.extra.get("source_key") or "")))
             return Prepared(job, voice_id, created, conversion=ConversionRequest(job.job_id, voice, source,
                                                                                  generation_params(job).seed))
         return Prepared(job, voice_id, created, request=self.request_for(job, voice))

@@ -156,7 +156,7 @@ def test_a_submission_with_convex_down_leaves_nothing_behind(tmp_path: Path) -> 
     try:
         with pytest.raises(StoreUnavailable):
             asyncio.run(manager.submit(Submission(user_id="user_1", voice_name="V", sample_text="hi",
-                                                  audio_wav=b"RIFF....WAVEfmt ", audio_seconds=2.0)))
+                                                  audio=b"RIFF....WAVEfmt ", audio_seconds=2.0)))
         assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
     finally:
         store.close()

@@ -198,7 +198,10 @@ def test_a_store_outage_holds_the_fleet_and_is_logged_once(
     async def scenario() -> None:
         submit(store, 1, now=clock())
         assert await decide_now(policy, context(config, target=0)) == 1
-        # The database goes away (a directory where the file was: SQLite cannot open it).
+        # The database goes away (a directory where the file was: SQLite cannot open it). This
+        # test's own connection goes first: SQLite shares a file's WAL index among a process's
+        # connections, and one left open on the removed files would break the restored ones.
+        store.close()
         saved = db.with_suffix(".saved")
         db.rename(saved)
         for wal in db.parent.glob(db.name + "-*"):
@@ -224,17 +227,17 @@ def test_a_store_outage_holds_the_fleet_and_is_logged_once(
 
 
 class BlockingStore:
-    """A real SQLite store whose `stats` hangs until released: a store that stops answering."""
+    """A real SQLite store whose `queue_stats` hangs until released: a store that stops answering."""
 
     def __init__(self, inner: SQLiteJobStore) -> None:
         self.inner = inner
         self.release = threading.Event()
         self.calls = 0
 
-    def stats(self, **kw: Any):
+    def queue_stats(self):
         self.calls += 1
         self.release.wait(timeout=10)
-        return self.inner.stats(**kw)
+        return self.inner.queue_stats()
 
 
 def test_a_hung_store_times_out_without_piling_up_reads(settings: Settings, store: SQLiteJobStore) -> None:

@@ -184,7 +184,7 @@ def run_one_job_through_lost_replies(store: object, tmp_path: Path, receiver_url
 
     async def scenario() -> tuple[Any, bytes]:
         job = await manager.submit(Submission(user_id="u", voice_name="v", sample_text="Hello.",
-                                              audio_wav=to_wav(clip), audio_seconds=clip.seconds,
+                                              audio=to_wav(clip), audio_seconds=clip.seconds,
                                               callback_url=receiver_url))
         assert await worker.run_once() == 1
         await manager.drain_webhooks(10)

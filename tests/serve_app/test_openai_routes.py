@@ -42,9 +42,9 @@ def clone_voice(backend: InProcessBackend, who: str = "alice", user: str = "u1")
 
     async def go() -> str:
         job = await backend.manager.submit(Submission(user_id=user, voice_name="Narrator", sample_text="Hi.",
-                                                      audio_wav=to_wav(clip), audio_seconds=clip.seconds,
+                                                      audio=to_wav(clip), audio_seconds=clip.seconds,
                                                       owner=who))
-        done = await backend.run_now(job.job_id)
+        done = await backend.run_now(job)
         assert done.voice_id
         return done.voice_id
     return asyncio.run(go())

@@ -23,8 +23,8 @@ TEXT = "The first sentence. " + " ".join(f"Sentence {i} is long enough to need a
 async def voice(backend: InProcessBackend) -> str:
     clip = decode_upload(voice_file("wav", seconds=1.5), min_s=1, max_s=60)
     job = await backend.manager.submit(Submission(user_id="u1", voice_name="V", sample_text="Hi.",
-                                                  audio_wav=to_wav(clip), audio_seconds=clip.seconds))
-    done = await backend.run_now(job.job_id)
+                                                  audio=to_wav(clip), audio_seconds=clip.seconds))
+    done = await backend.run_now(job)
     assert done.voice_id
     return done.voice_id
 

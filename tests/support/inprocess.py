@@ -26,9 +26,9 @@ class InProcessBackend:
                              worker=WorkerInfo(environment=settings.environment, gpu_type="cpu", worker_id="inproc"),
                              limits=BatchLimits(max_rows=settings.max_batch_size), poll_interval_s=0.05)
 
-    async def run_now(self, job_id: str) -> Job:
-        await self.worker.run_ids([job_id])
-        return await self.manager.get(job_id)
+    async def run_now(self, job: Job) -> Job:
+        outcome = (await self.worker.run_now([job.job_id])).get(job.job_id)
+        return outcome or await self.manager.get(job.job_id)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.manager, name)

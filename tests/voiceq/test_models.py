@@ -86,7 +86,7 @@ def test_conversion_form_and_submission(tmp_path: Path):
     sub = build_conversion(voice_file("wav", seconds=2.0), settings, base=base)
     assert (sub.kind, sub.model, sub.voice_id, sub.params, sub.sample_text) == (
         "convert", "chatterbox", "voice_" + "a" * 16, {"seed": 5}, "")
-    assert sub.source_wav and sub.source_wav[:4] == b"RIFF"
+    assert sub.source_audio and sub.source_audio[:4] == b"RIFF"
     with pytest.raises(InvalidInput) as err:
         build_conversion(None, settings, base=base)
     assert err.value.field == "source_audio"

@@ -41,7 +41,7 @@ def manager_for(tmp_path: Path, clock: Clock) -> JobManager:
 
 def submission(**kw: object) -> Submission:
     clip = decode_upload(voice_file("wav", seconds=1.5), min_s=1, max_s=60)
-    return Submission(user_id="u1", voice_name="v", sample_text="Hello.", audio_wav=to_wav(clip),
+    return Submission(user_id="u1", voice_name="v", sample_text="Hello.", audio=to_wav(clip),
                       audio_seconds=clip.seconds, **kw)  # type: ignore[arg-type]
 
 

@@ -31,7 +31,7 @@ def make(tmp_path: Path, engine: ToneEngine, **overrides) -> tuple[JobManager, W
 
 def submission(i: int = 0, text: str = "Hello there.", **kw) -> Submission:
     clip = decode_upload(voice_file("wav", seconds=1.5, seed=i), min_s=1, max_s=60)
-    return Submission(user_id=f"user{i}", voice_name=f"voice {i}", sample_text=text, audio_wav=to_wav(clip),
+    return Submission(user_id=f"user{i}", voice_name=f"voice {i}", sample_text=text, audio=to_wav(clip),
                       audio_seconds=clip.seconds, **kw)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -46,8 +48,37 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency
 # Each model's inference deployment claims only its model's jobs. Added to files made before.
 _MODEL_COLUMN = "ALTER TABLE jobs ADD COLUMN model TEXT NOT NULL DEFAULT 'chatterbox'"
 _MODEL_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_model_status ON jobs (model, status, next_attempt_at)"
+# Backpressure on each submission counts one user's and one key's active jobs: by index, so the
+# cost follows their active jobs, not their history.
+_LOAD_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_user_status ON jobs (user_id, status);
+CREATE INDEX IF NOT EXISTS jobs_by_owner_status ON jobs (owner, status);
+CREATE INDEX IF NOT EXISTS jobs_by_owner_created ON jobs (owner, created_at);
+"""
 
 _ACTIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
+
+# Running counts per (model, status), kept by triggers in the transaction of every change to
+# `jobs`: the autoscaling policy, the reaper's gauges and backpressure read a few rows
+# instead of counting the table. Files made before get them counted once, when first opened.
+_COUNTS = """
+CREATE TABLE job_counts (model TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
+                         PRIMARY KEY (model, status));
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO job_counts (model, status, n) VALUES (NEW.model, NEW.status, 1)
+        ON CONFLICT (model, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER job_counts_update AFTER UPDATE OF status, model ON jobs
+    WHEN OLD.status IS NOT NEW.status OR OLD.model IS NOT NEW.model BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE model = OLD.model AND status = OLD.status;
+    INSERT INTO job_counts (model, status, n) VALUES (NEW.model, NEW.status, 1)
+        ON CONFLICT (model, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE model = OLD.model AND status = OLD.status;
+END;
+INSERT INTO job_counts (model, status, n) SELECT model, status, COUNT(*) FROM jobs GROUP BY model, status;
+"""
 
 
 class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
@@ -63,6 +94,7 @@ class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
         self.retry = retry
         self.aging_s = aging_s
         self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
         private_dir(self.path.parent)
         private_file(self.path)
         with self._connect() as conn:
@@ -72,22 +104,55 @@ class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
             if "model" not in columns:
                 conn.execute(_MODEL_COLUMN)
             conn.execute(_MODEL_INDEX)
+            conn.executescript(_LOAD_INDEXES)
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'job_counts'").fetchone() is None:
+                for statement in _split_script(_COUNTS):
+                    conn.execute(statement)
 
     # --- connections ------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # A connection per operation: cheap for SQLite, and safe from any thread.
-        try:
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
-        except sqlite3.Error as err:
-            raise StoreUnavailable(f"cannot open job store {self.path}: {err}") from err
+        # One connection per thread, kept: opening one costs a hundred times the indexed read a
+        # status poll makes. A connection that saw an error is closed, and the next call opens afresh.
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._file_id() != self._local.file_id:
+            self._forget(conn)  # the file was moved or replaced: the kept connection reads the old one
+            conn = None
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            except sqlite3.Error as err:
+                raise StoreUnavailable(f"cannot open job store {self.path}: {err}") from err
+            self._local.conn, self._local.file_id = conn, self._file_id()
         try:
             yield conn
         except sqlite3.OperationalError as err:
+            self._forget(conn)
             raise StoreUnavailable(f"job store {self.path}: {err}") from err
-        finally:
-            conn.close()
+        except sqlite3.Error:
+            self._forget(conn)
+            raise
+        if conn.in_transaction:  # never hand a half-finished transaction to the next call
+            self._forget(conn)
+
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        self._local.conn = None
+        conn.close()
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._forget(conn)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -117,9 +182,15 @@ class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
         )
 
     def _put(self, conn: sqlite3.Connection, job: Job) -> None:
+        # An upsert, not INSERT OR REPLACE: a replace deletes without firing the delete trigger,
+        # and the running counts would drift.
         conn.execute(
-            "INSERT OR REPLACE INTO jobs (job_id, user_id, owner, idempotency_key, status, priority,"
-            " created_at, next_attempt_at, lease_expires_at, data, model) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO jobs (job_id, user_id, owner, idempotency_key, status, priority,"
+            " created_at, next_attempt_at, lease_expires_at, data, model) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (job_id) DO UPDATE SET user_id = excluded.user_id, owner = excluded.owner,"
+            " idempotency_key = excluded.idempotency_key, status = excluded.status, priority = excluded.priority,"
+            " created_at = excluded.created_at, next_attempt_at = excluded.next_attempt_at,"
+            " lease_expires_at = excluded.lease_expires_at, data = excluded.data, model = excluded.model",
             self._row_values(job),
         )
 
@@ -266,13 +337,32 @@ class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
         return [Job.from_dict(json.loads(r[0])) for r in rows]
 
     def count_active(self, *, user_id: str | None = None) -> int:
-        sql = "SELECT COUNT(*) FROM jobs WHERE status IN (?, ?)"
-        params: tuple = _ACTIVE
-        if user_id is not None:
-            sql += " AND user_id = ?"
-            params = (*params, user_id)
+        if user_id is None:  # the running counts
+            sql, params = "SELECT COALESCE(SUM(n), 0) FROM job_counts WHERE status IN (?, ?)", _ACTIVE
+        else:
+            sql, params = "SELECT COUNT(*) FROM jobs WHERE status IN (?, ?) AND user_id = ?", (*_ACTIVE, user_id)
         with self._connect() as conn:
             return int(conn.execute(sql, params).fetchone()[0])
+
+    def queue_stats(self) -> JobStats:
+        """The queue's counts by status and model, from the running counts, and the oldest
+        pending job's creation time (overall and per model) from the status index: the cost does
+        not grow with the jobs table."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT model, status, n FROM job_counts WHERE n != 0").fetchall()
+            (oldest,) = conn.execute("SELECT MIN(created_at) FROM jobs WHERE status = 'pending'").fetchone()
+            by_model: dict[str, dict[str, float]] = {}
+            for model, status, n in rows:
+                entry = by_model.setdefault(model, {s.value: 0 for s in JobStatus})
+                entry[status] = int(n)
+            for model, entry in by_model.items():
+                if entry[JobStatus.PENDING.value]:
+                    (first,) = conn.execute("SELECT MIN(created_at) FROM jobs WHERE model = ? AND status = 'pending'",
+                                            (model,)).fetchone()
+                    entry["oldest_pending_created_at"] = first
+        by_status = {s.value: sum(int(e.get(s.value, 0)) for e in by_model.values()) for s in JobStatus}
+        return JobStats(total=sum(by_status.values()), by_status=by_status, avg_processing_time=None,
+                        total_processing_time=0.0, oldest_pending_created_at=oldest, by_model=by_model)
 
     def stats(self, *, user_id: str | None = None) -> JobStats:
         where, params = ("WHERE user_id = ?", (user_id,)) if user_id is not None else ("", ())
@@ -309,3 +399,16 @@ class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
             user_id=user_id,
             by_model=model_breakdown(per_model),
         )
+
+
+def _split_script(script: str) -> list[str]:
+    """The statements of `_COUNTS` (a trigger's body holds semicolons of its own), to run them
+    inside one transaction: `executescript` would commit first."""
+    statements, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current)
+        if sqlite3.complete_statement(text):
+            statements.append(text)
+            current = []
+    return statements

@@ -31,7 +31,7 @@ WAV = to_wav(decode_upload(voice_file("wav", seconds=1.5), min_s=1, max_s=60))
 
 
 def clone(user: str = "alice", owner: str = "acme", **kw: Any) -> Submission:
-    return Submission(user_id=user, voice_name="Alice's voice", sample_text="Hello.", audio_wav=WAV,
+    return Submission(user_id=user, voice_name="Alice's voice", sample_text="Hello.", audio=WAV,
                       audio_seconds=1.5, owner=owner, **kw)
 
 

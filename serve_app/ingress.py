@@ -1,8 +1,12 @@
-"""HTTP ingress deployment: the seed's API (serve_app.http) over handles to bookkeeping and inference."""
+"""HTTP ingress deployment: the seed's API (serve_app.http) over handles to bookkeeping and inference.
+
+It lives with the routes it serves, above the deployments it calls: `serve_app` imports
+`deployments`, never the other way round."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -10,26 +14,34 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 
-from serve_app.health import EngineState, build_report
-from serve_app.http import create_http_app
-from voiceq.jobs import Job, JobStatus
+from voiceq.audio_formats import media_type
+from voiceq.connections import open_blob_storage
+from voiceq.jobs import Job, JobStatus, new_job_id
 from voiceq.manager import Submission
 from voiceq.settings import Settings
+from voiceq.storage import BlobStorage, upload_key
+from voiceq.storage.base import source_key
 from voiceq.store import JobStats
 from voiceq.voice_library import Caller
 from voiceq.voices import Erasure, Voice
 
-from .handles import call
-from .replica_logs import configure_replica_logging
-from .wake import Waker
+from deployments.handles import call
+from deployments.replica_logs import configure_replica_logging
+from deployments.wake import Waker
+
+from .health import EngineState, build_report
+from .http import create_http_app
 
 
 class ServeBackend:
     """`serve_app.http.Backend` made of Serve handles."""
 
     def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
-                 waker: Waker | None = None, by_model: dict[str, DeploymentHandle] | None = None) -> None:
+                 waker: Waker | None = None, by_model: dict[str, DeploymentHandle] | None = None,
+                 storage: BlobStorage | None = None) -> None:
         self.settings = settings
+        # Uploads are stored here, as they came: their bytes do not travel on to bookkeeping.
+        self.storage = storage or open_blob_storage(settings)
         self.jobs = jobs
         self.inference = inference
         self.waker = waker
@@ -37,6 +49,7 @@ class ServeBackend:
         self.by_model = dict(by_model or {})
 
     async def submit(self, sub: Submission) -> Job:
+        sub = await asyncio.to_thread(store_uploads, self.storage, sub)
         job = await call(self.jobs, "submit", sub)
         if self.waker is not None:
             self.waker.poke()
@@ -45,19 +58,23 @@ class ServeBackend:
     async def get(self, job_id: str) -> Job:
         return await call(self.jobs, "get", job_id)
 
-    async def run_now(self, job_id: str) -> Job:
-        job = await self.get(job_id)
-        await call(self.by_model.get(job.model, self.inference), "run", job_id)
-        # Whoever ran it (this call, or a worker's own loop that claimed it first), wait for the
-        # outcome: a final state, or back in the queue after a failure that may pass.
+    async def run_now(self, job: Job) -> Job:
+        outcome = await call(self.by_model.get(job.model, self.inference), "run", job.job_id)
+        if outcome is not None:  # this call ran it: the outcome it recorded is the answer
+            return outcome
+        # A worker's own loop claimed it first (or its outcome could not be recorded): wait for
+        # the outcome in the store, a final state or back in the queue after a failure that may pass.
         while True:
-            job = await self.get(job_id)
+            job = await self.get(job.job_id)
             if job.status.terminal or (job.status is JobStatus.PENDING and job.attempts > 0):
                 return job
             await asyncio.sleep(0.2)
 
     async def read_result(self, job_id: str) -> bytes:
         return await call(self.jobs, "read_result", job_id)
+
+    async def status(self, job_id: str) -> tuple[Job, str | None]:
+        return await call(self.jobs, "status", job_id)
 
     async def result_url(self, job_id: str) -> str | None:
         return await call(self.jobs, "result_url", job_id)
@@ -99,6 +116,30 @@ class ServeBackend:
             oldest_processing = stats.extra.get("oldest_processing_started_at")
         return build_report(self.settings, pings=pings, engine=await asyncio.to_thread(_engine_state),
                             stats=stats, oldest_processing_started_at=oldest_processing, now=time.time())
+
+
+def store_uploads(storage: BlobStorage, sub: Submission) -> Submission:
+    """Blocking: store a submission's uploads under a new job id and hand on their keys only.
+    Bookkeeping removes them again if it refuses the submission."""
+    if sub.audio is None and sub.source_audio is None:
+        return sub
+    job_id = new_job_id()
+    keys = {"audio_key": upload_key(job_id) if sub.audio is not None else None,
+            "source_key": source_key(job_id) if sub.source_audio is not None else None}
+    written: list[str] = []
+    try:
+        for key, data in ((keys["audio_key"], sub.audio), (keys["source_key"], sub.source_audio)):
+            if key and data is not None:
+                storage.put(key, data, content_type=media_type(data))
+                written.append(key)
+    except BaseException:
+        for key in written:
+            try:
+                storage.delete(key)
+            except Exception:  # never recorded: an orphan blob is the lesser harm
+                pass
+        raise
+    return dataclasses.replace(sub, job_id=job_id, audio=None, source_audio=None, **keys)
 
 
 def _engine_state() -> EngineState:
