@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
-from .audio import decode_stored, from_wav, to_mp3
+from .audio import decode_stored, to_mp3
 from .batching import BatchLimits, plan_batches, worth_waiting
 from .audio_encode import encode, result_format
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
@@ -402,7 +402,7 @@ class Worker:
             try:
                 voice = self.engine.voice_from_bytes(self.storage.get(key))
             except BlobNotFound:
-                clip = from_wav(self.storage.get(voice_reference_key(job.voice_id)))
+                clip = decode_stored(self.storage.get(voice_reference_key(job.voice_id)))
                 voice = self.engine.prepare_voice(clip)
                 self.storage.put(key, self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
                 created.append(key)
@@ -410,11 +410,12 @@ class Worker:
         return job.voice_id, voice, created
 
     def _new_voice(self, job: Job, model: str) -> tuple[str, Any, list[str]]:
-        clip = decode_stored(self.storage.get(job.audio_key))  # the upload as it came
-        voice = self.engine.prepare_voice(clip)
+        upload = self.storage.get(job.audio_key)  # as it came: any container the edge accepted
+        voice = self.engine.prepare_voice(decode_stored(upload))
         voice_id = new_voice_id()
         keys = [voice_reference_key(voice_id), voice_model_key(voice_id, model)]
-        self.storage.put(keys[0], wav, content_type="audio/wav")  # the stored upload as read, not re-encoded
+        # The voice's reference is the upload as read, not re-encoded (read back by decode_stored).
+        self.storage.put(keys[0], upload, content_type="application/octet-stream")
         self.storage.put(keys[1], self.engine.voice_to_bytes(voice), content_type="application/octet-stream")
         self.voices.put(voice_id if model == CHATTERBOX else f"{voice_id}:{model}", voice)
         return voice_id, voice, keys
