@@ -1,5 +1,5 @@
 """The Convex-backed job store: `voiceq.store.base.JobStore` over the functions in
-convex/voiceCloneJobs.ts, chosen by voiceq.connections when CONVEX_URL is set.
+convex/voiceCloneJobs.ts, chosen by deployments.connections when CONVEX_URL is set.
 
 Every method is one Convex function call, and every change one mutation: Convex runs each
 mutation as a serializable transaction, so the atomicity the interface promises (two claimers

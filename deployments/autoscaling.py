@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 from ray.serve.config import AutoscalingConfig, AutoscalingContext, AutoscalingPolicy
 from ray.util import metrics
 
-from voiceq.connections import open_job_store
+from deployments.connections import open_job_store
 from voiceq.scaling import Decision, QueueSnapshot, ScalingConfig, ScalingState, decide
 from voiceq.settings import Settings
 from voiceq.store import JobStore

@@ -18,7 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from voiceq.batching import BatchLimits
-from voiceq.connections import open_blob_storage
+from deployments.connections import open_blob_storage
 from voiceq.engine import Engine
 from voiceq.jobs import Job, WorkerInfo
 from voiceq.metrics import Metrics

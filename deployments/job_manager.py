@@ -12,7 +12,7 @@ import ray
 from ray import serve
 
 from deployments.fleet import FleetWatch
-from voiceq.connections import open_blob_storage, open_job_store
+from deployments.connections import open_blob_storage, open_job_store
 from voiceq.manager import JobManager
 from voiceq.metrics import Metrics
 from voiceq.settings import Settings

@@ -15,7 +15,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 
 from voiceq.audio_formats import media_type
-from voiceq.connections import open_blob_storage
+from deployments.connections import open_blob_storage
 from voiceq.jobs import Job, JobStatus, new_job_id
 from voiceq.manager import Submission
 from voiceq.settings import Settings

@@ -19,14 +19,15 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
+from .batching import BatchLimits
 from .jobs import Job
-from .worker import Prepared, Produced
+from .metrics import Metrics
+from .prepared import Prepared, Produced
 
 if TYPE_CHECKING:
-    from .engine import Synthesis, SynthesisRequest
-    from .worker import Worker
+    from .engine import Engine, Synthesis, SynthesisRequest
 
 log = logging.getLogger("voiceq.worker")
 
@@ -36,8 +37,31 @@ _IDLE_GRACE_S = 0.05
 _REFILL_S = 0.1  # how often a running session looks for more jobs to claim
 
 
+class RunHost(Protocol):
+    """What a continuous run uses of its worker (`voiceq.worker.Worker`): claiming, preparing,
+    storing and recording jobs, and renewing their leases, all as the worker does them."""
+
+    engine: Engine
+    limits: BatchLimits
+    metrics: Metrics
+    batches_run: int
+    last_batch_size: int
+    _stopping: bool
+
+    async def _claim(self, *, limit: int, job_ids: Sequence[str] | None = None) -> list[Job]: ...
+
+    def _prepare(self, job: Job) -> Prepared: ...
+
+    def _outcome(self, prepared: Prepared, out: Any) -> Produced | BaseException: ...
+
+    async def _finalize(self, batch: list[Job], outcomes: list[Produced | BaseException], elapsed: float,
+                        lost: set[str], share: float | None = None) -> dict[str, Job]: ...
+
+    async def _renew_leases(self, batch: Iterable[Job], lost: set[str], finished: set[str]) -> None: ...
+
+
 class ContinuousRun:
-    def __init__(self, worker: "Worker", first: list[Job], *, claim_more: bool = True) -> None:
+    def __init__(self, worker: RunHost, first: list[Job], *, claim_more: bool = True) -> None:
         self.w = worker
         self.first = first
         self.claim_more = claim_more

@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
 from .audio import decode_stored, to_mp3
 from .batching import BatchLimits, plan_batches, worth_waiting
+from .continuous import ContinuousRun
 from .audio_encode import encode, result_format
 from .engine import Engine, GenerationParams, Synthesis, SynthesisRequest
 from .engine.base import ConversionRequest
@@ -28,6 +29,7 @@ from .errors import (BlobNotFound, InvalidInput, JobFailed, ServiceUnavailable, 
                      StoreUnavailable)
 from .jobs import Job, JobResult, WorkerInfo, new_voice_id
 from .metrics import Metrics
+from .prepared import Prepared, Produced
 from .models import CHATTERBOX, KIND_CONVERT, MODELS
 from .storage import BlobStorage, result_key
 from .storage.base import voice_model_key, voice_reference_key
@@ -54,32 +56,6 @@ class JobsApi(Protocol):
     async def fail(
         self, job_id: str, *, lease_id: str, error: str, transient: bool, defer_s: float | None = None
     ) -> Job: ...
-
-
-@dataclass(frozen=True)
-class Produced:
-    """What the engine made for one job, already in storage, waiting to be recorded."""
-
-    voice_id: str
-    voice_key: str
-    result_key: str
-    speech_tokens: int
-    audio_seconds: float
-    new_voice: bool
-    # blobs this job created for its voice (a new voice's reference, a model's conditionals):
-    # removed again if its result is discarded
-    voice_blobs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A claimed job ready for the engine: its voice and request, built off the engine's thread."""
-
-    job: Job
-    voice_id: str
-    created: list[str]  # blobs created for its voice (removed again if the job fails)
-    request: SynthesisRequest | None = None
-    conversion: ConversionRequest | None = None
 
 
 def classify(err: BaseException) -> JobFailed:
@@ -500,6 +476,3 @@ class Worker:
             new_voice=not job.voice_id,
             voice_blobs=tuple(created),
         )
-
-
-from .continuous import ContinuousRun  # noqa: E402  (it builds on the Worker defined above)

@@ -16,7 +16,7 @@ from convex_client import ConvexClient, ConvexFunctionError
 from convex_client.store import ConvexJobStore
 from tests.fakes import ConvexStandin
 from tests.fakes.convex_standin import start_convex_standin, user_token
-from voiceq.connections import open_job_store
+from deployments.connections import open_job_store
 from voiceq.errors import StoreUnavailable
 from voiceq.jobs import WorkerInfo, new_job, new_job_id
 from voiceq.manager import JobManager, Submission

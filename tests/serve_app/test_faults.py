@@ -171,7 +171,7 @@ def run_one_job_through_lost_replies(store: object, tmp_path: Path, receiver_url
     from tests.support.engines import ToneEngine
     from voiceq.audio import decode_upload, to_wav
     from voiceq.batching import BatchLimits
-    from voiceq.connections import open_blob_storage
+    from deployments.connections import open_blob_storage
     from voiceq.jobs import WorkerInfo
     from voiceq.manager import JobManager, Submission
     from voiceq.worker import Worker

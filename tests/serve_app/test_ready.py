@@ -13,7 +13,7 @@ import httpx
 
 from serve_app.health import EngineState, build_report
 from serve_app.http import create_http_app
-from voiceq.connections import open_blob_storage
+from deployments.connections import open_blob_storage
 from voiceq.jobs import JobResult, WorkerInfo, new_job, new_job_id
 from voiceq.manager import JobManager
 from voiceq.settings import Settings

@@ -15,7 +15,7 @@ from serve_app.http import create_http_app
 from tests.support.audio import voice_file
 from tests.support.engines import ToneEngine
 from voiceq.batching import BatchLimits
-from voiceq.connections import open_blob_storage, open_job_store
+from deployments.connections import open_blob_storage, open_job_store
 from voiceq.jobs import JobStatus, WorkerInfo
 from voiceq.manager import JobManager
 from voiceq.settings import Settings

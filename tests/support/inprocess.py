@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.support.engines import ToneEngine
 from voiceq.batching import BatchLimits
-from voiceq.connections import open_blob_storage, open_job_store
+from deployments.connections import open_blob_storage, open_job_store
 from voiceq.jobs import Job, WorkerInfo
 from voiceq.manager import JobManager
 from voiceq.settings import Settings

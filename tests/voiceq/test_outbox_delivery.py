@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.support.audio import voice_file
 from tests.support.receiver import webhook_receiver
 from voiceq.audio import decode_upload, to_wav
-from voiceq.connections import open_blob_storage, open_job_store
+from deployments.connections import open_blob_storage, open_job_store
 from voiceq.errors import IdempotencyKeyReused
 from voiceq.jobs import JobResult, WorkerInfo
 from voiceq.manager import JobManager, Submission

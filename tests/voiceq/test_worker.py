@@ -12,7 +12,7 @@ from tests.support.audio import decode_mp3, voice_file
 from tests.support.engines import ToneEngine
 from voiceq.audio import decode_upload, to_wav
 from voiceq.batching import BatchLimits
-from voiceq.connections import open_blob_storage, open_job_store
+from deployments.connections import open_blob_storage, open_job_store
 from voiceq.jobs import JobStatus, WorkerInfo
 from voiceq.manager import JobManager, Submission
 from voiceq.settings import Settings

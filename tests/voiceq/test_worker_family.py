@@ -12,7 +12,7 @@ import pytest
 from tests.support.engines import ToneEngine
 from tests.voiceq.test_worker import W, submission
 from voiceq.batching import BatchLimits
-from voiceq.connections import open_blob_storage, open_job_store
+from deployments.connections import open_blob_storage, open_job_store
 from voiceq.errors import InvalidInput
 from voiceq.jobs import JobStatus
 from voiceq.manager import JobManager, Submission

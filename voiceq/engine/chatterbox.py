@@ -31,6 +31,8 @@ from ..models import CHATTERBOX
 from .budget import chunk_budgets
 from .base import ConversionRequest, EngineInfo, GenerationParams, Synthesis, SynthesisRequest
 from .loading import load_model, pick_device
+from .isolation import isolated as _isolated
+from .plan import JobPlan
 from .s3gen_batch import S3GenJob
 from .session import Emit, Feed, SessionStats, run_session
 from .s3gen_batch import synthesize as s3gen_synthesize
@@ -354,14 +356,6 @@ class ChatterboxEngine:
 
 
 @dataclass(frozen=True)
-class JobPlan:
-    index: int  # the request's place in its batch
-    voice: Any
-    rows: list[T3Row]  # one per text chunk
-    s3gen_seeds: list[int]
-
-
-@dataclass(frozen=True)
 class BatchStats:
     """What the last `synthesize` call did and how long its stages took."""
 
@@ -426,24 +420,3 @@ def _passes(items: list[T], limit: int, weight: Callable[[T], int]) -> list[list
     if current:
         groups.append(current)
     return groups
-
-
-def _isolated(stage: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R | BaseException]:
-    """Run a batch stage over all items; if it fails, run it item by item so that only the
-    items that fail on their own get the exception."""
-    if not items:
-        return []
-    try:
-        return list(stage(items))
-    except Exception as err:
-        if len(items) == 1:
-            return [err]
-        log.warning("a batch of %d failed (%r); retrying one by one", len(items), err)
-    results: list[R | BaseException] = []
-    for item in items:
-        try:
-            results.extend(stage([item]))
-        except Exception as err:
-            results.append(err)
-    return results
-

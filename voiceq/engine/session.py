@@ -27,20 +27,39 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
+import numpy as np
 import torch
 
 from .base import Synthesis, SynthesisRequest
+from .isolation import isolated
+from .plan import JobPlan
 from .t3_decode import SlotDecoder
-
-if TYPE_CHECKING:
-    from .chatterbox import ChatterboxEngine, JobPlan
 
 log = logging.getLogger("voiceq.engine")
 
 Feed = Callable[[int, bool], Sequence[SynthesisRequest]]
 Emit = Callable[[str, "Synthesis | BaseException"], None]
+
+
+class SessionEngine(Protocol):
+    """What a session uses of its engine (`ChatterboxEngine`): the model, its sizes, how it plans
+    a request, and its S3Gen stage and finishing step."""
+
+    model: Any
+    t3_rows_per_pass: int
+    s3gen_rows_per_pass: int
+    max_speech_tokens: int
+
+    @property
+    def t3_columns(self) -> int: ...
+
+    def plan(self, index: int, req: SynthesisRequest) -> JobPlan: ...
+
+    def _run_s3gen(self, ready: Sequence[tuple[JobPlan, list[torch.Tensor]]]) -> list[np.ndarray]: ...
+
+    def _finish(self, wav: np.ndarray, speech_tokens: int) -> Synthesis: ...
 
 
 @dataclass
@@ -57,7 +76,7 @@ class SessionStats:
 @dataclass
 class _Job:
     key: str
-    plan: "JobPlan"
+    plan: JobPlan
     tokens: list[torch.Tensor | None]
     left: int
     failed: bool = False
@@ -68,7 +87,7 @@ class _Vocoder:
     """S3Gen and the watermark for finished jobs, on its own thread, in batches of whatever is
     ready."""
 
-    def __init__(self, engine: "ChatterboxEngine", emit: Callable[[str, Synthesis | BaseException], None]) -> None:
+    def __init__(self, engine: SessionEngine, emit: Callable[[str, Synthesis | BaseException], None]) -> None:
         self.engine, self.emit = engine, emit
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="voiceq-vocoder", daemon=True)
@@ -82,8 +101,6 @@ class _Vocoder:
         self.thread.join()
 
     def _run(self) -> None:
-        from .chatterbox import _isolated
-
         closing = False
         while not closing:
             batch: list[_Job] = []
@@ -103,7 +120,7 @@ class _Vocoder:
                 continue
             ready = [(j.plan, [t for t in j.tokens if t is not None]) for j in batch]  # all set by now
             with torch.inference_mode():
-                waves = _isolated(self.engine._run_s3gen, ready)
+                waves = isolated(self.engine._run_s3gen, ready)
             for job, (_, toks), wav in zip(batch, ready, waves):
                 if isinstance(wav, BaseException):
                     log.error("S3Gen failed for %s: %r", job.key, wav)
@@ -115,7 +132,7 @@ class _Vocoder:
                     self.emit(job.key, err)
 
 
-def run_session(engine: "ChatterboxEngine", feed: Feed, emit: Emit, *, slots: int | None = None,
+def run_session(engine: SessionEngine, feed: Feed, emit: Emit, *, slots: int | None = None,
                 ignore_stop: bool = False) -> SessionStats:
     """Synthesize requests from `feed` as they come; every request's outcome goes to `emit`
     (from this thread or the vocoder's). `feed(room, idle)` returns requests to start (room:

@@ -17,7 +17,7 @@ from voiceq.settings import Settings
 from voiceq.storage import BlobStorage, result_key, upload_key, voice_key
 from voiceq.storage.local import LocalBlobStorage
 from voiceq.storage.s3 import S3BlobStorage
-from voiceq.connections import open_blob_storage
+from deployments.connections import open_blob_storage
 
 JOB = "6f1c1b7e-3f1e-4a7b-9a53-2f4a8d1c0b9e"
 

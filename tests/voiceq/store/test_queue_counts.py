@@ -15,7 +15,7 @@ import pytest
 
 from deployments.autoscaling import JobQueueAutoscalingPolicy, autoscaling_config
 from tests.deployments.test_autoscaling import FakeClock, context, decide_now, fast_config
-from voiceq.connections import open_blob_storage
+from deployments.connections import open_blob_storage
 from voiceq.jobs import JobResult, JobStatus, WorkerInfo, new_job, new_job_id
 from voiceq.manager import JobManager
 from voiceq.settings import Settings

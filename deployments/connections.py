@@ -6,9 +6,9 @@ S3_BUCKET is set. Nothing else in voiceq picks an implementation.
 
 from __future__ import annotations
 
-from .settings import Settings
-from .storage import BlobStorage
-from .store import JobStore
+from voiceq.settings import Settings
+from voiceq.storage import BlobStorage
+from voiceq.store import JobStore
 
 
 def open_job_store(settings: Settings) -> JobStore:
@@ -16,16 +16,16 @@ def open_job_store(settings: Settings) -> JobStore:
         from convex_client.store import ConvexJobStore
 
         return ConvexJobStore.from_settings(settings)
-    from .store.sqlite import SQLiteJobStore
+    from voiceq.store.sqlite import SQLiteJobStore
 
     return SQLiteJobStore(settings.sqlite_path, retry=settings.retry_policy, busy_timeout_s=settings.store_timeout_s)
 
 
 def open_blob_storage(settings: Settings) -> BlobStorage:
     if settings.s3_bucket:
-        from .storage.s3 import S3BlobStorage
+        from voiceq.storage.s3 import S3BlobStorage
 
         return S3BlobStorage.from_settings(settings)
-    from .storage.local import LocalBlobStorage
+    from voiceq.storage.local import LocalBlobStorage
 
     return LocalBlobStorage(settings.blob_dir)
