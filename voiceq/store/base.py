@@ -130,6 +130,15 @@ class JobStore(Protocol):
 
     def stats(self, *, user_id: str | None = None) -> JobStats: ...
 
+    def queue_position(self, job_id: str, *, now: float) -> int | None:
+        """How many jobs a claim of this job's model at `now` would take before this pending job:
+        the claimable jobs (pending, `next_attempt_at <= now`) of the same model, other than this
+        one, that come first in the store's own claim order evaluated at `now` (higher priority
+        with aging, then older, then smaller job id). 0: it is next. A job still waiting out a
+        backoff is placed by the same rule among the claimable ones. None when the job is not
+        pending (or does not exist). Its cost follows the queue, never the job history."""
+        ...
+
     def queue_stats(self) -> JobStats:
         """What scaling and the queue gauges need (counts by status and model, the oldest
         pending job), read from running counts: its cost must not grow with the job history."""

@@ -344,6 +344,25 @@ class SQLiteJobStore(SQLiteOutbox, SQLiteLibrary):
         with self._connect() as conn:
             return int(conn.execute(sql, params).fetchone()[0])
 
+    def queue_position(self, job_id: str, *, now: float) -> int | None:
+        # The claim's score (jobs.claim_score) in SQL's doubles, as Python computes it, compared
+        # with this job's, through the (model, status, next_attempt_at) index: only the model's
+        # claimable jobs are read. One statement, so the job and the queue are one snapshot.
+        with self._connect() as conn:
+            row = conn.execute(
+                "WITH me AS (SELECT job_id, model, created_at,"
+                " priority + MAX(0.0, :now - created_at) / :aging AS s FROM jobs"
+                " WHERE job_id = :id AND status = 'pending'),"
+                " ahead AS (SELECT k.priority + MAX(0.0, :now - k.created_at) / :aging AS s, k.created_at, k.job_id"
+                " FROM jobs AS k, me WHERE k.model = me.model AND k.status = 'pending'"
+                " AND k.next_attempt_at <= :now AND k.job_id != me.job_id)"
+                " SELECT (SELECT COUNT(*) FROM ahead WHERE ahead.s > me.s OR (ahead.s = me.s"
+                " AND (ahead.created_at < me.created_at"
+                " OR (ahead.created_at = me.created_at AND ahead.job_id < me.job_id)))) FROM me",
+                {"id": job_id, "now": now, "aging": self.aging_s},
+            ).fetchone()
+        return None if row is None else int(row[0])
+
     def queue_stats(self) -> JobStats:
         """The queue's counts by status and model, from the running counts, and the oldest
         pending job's creation time (overall and per model) from the status index: the cost does

@@ -518,3 +518,33 @@ def test_stats_sum_gpu_shares_once_per_pass(store: JobStore) -> None:
 
 def test_ping(store: JobStore) -> None:
     store.ping()
+
+
+def test_queue_position_counts_the_jobs_a_claim_would_take_first(store: JobStore) -> None:
+    old = add(store, now=T0, priority=0)
+    urgent = add(store, now=T0 + 100, priority=1)
+    newer = add(store, now=T0 + 110, priority=0)
+    add(store, now=T0 - 500, model="chatterbox-turbo")  # another model's queue
+    waiting = add(store, now=T0 - 100)
+    deferred = claim_one(store, T0 - 50, job_ids=[waiting.job_id])
+    store.fail(waiting.job_id, lease_id=deferred.lease_id or "", error="busy", transient=True, now=T0 - 50,
+               defer_s=300)
+    done = add(store, now=T0 - 200)
+    claimed = claim_one(store, T0 - 150, job_ids=[done.job_id])
+    store.complete(done.job_id, lease_id=claimed.lease_id or "", result=result_for(claimed), now=T0 - 140)
+    now = T0 + 120  # old 2.0, urgent 1.33, newer 0.17; the deferred one is not claimable yet
+    assert [store.queue_position(j.job_id, now=now) for j in (old, urgent, newer)] == [0, 1, 2]
+    # Waiting out its backoff, the deferred job (created first: 3.67) is placed among the
+    # claimable ones, and counts for them once claimable.
+    assert store.queue_position(waiting.job_id, now=now) == 0
+    assert store.queue_position(old.job_id, now=T0 + 250) == 1
+    # It is exactly the claim's order: claiming one moves everyone up.
+    assert claim_one(store, now, model="chatterbox").job_id == old.job_id
+    assert [store.queue_position(j.job_id, now=now) for j in (urgent, newer)] == [0, 1]
+    # Ties: same priority and age, the smaller job id first.
+    b = add(store, now=T0 + 110, job_id="00000000-0000-4000-8000-00000000000b")
+    a = add(store, now=T0 + 110, job_id="00000000-0000-4000-8000-00000000000a")
+    assert store.queue_position(b.job_id, now=now) == store.queue_position(a.job_id, now=now) + 1  # type: ignore[operator]
+    assert store.queue_position(old.job_id, now=now) is None  # processing: not in the queue
+    assert store.queue_position(done.job_id, now=now) is None
+    assert store.queue_position(new_job_id(), now=now) is None
