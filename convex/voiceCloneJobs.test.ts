@@ -106,6 +106,7 @@ describe("visibility", () => {
       "requeueJob",
       "listJobs",
       "countActive",
+      "queuePosition",
       "ping",
     ] as const) {
       expect((functions[name] as unknown as { isInternal?: boolean }).isInternal).toBe(true);
@@ -128,7 +129,7 @@ describe("visibility", () => {
 
   test("ping reports the functions' version", async () => {
     const t = setup();
-    expect(await t.query(internal.voiceCloneJobs.ping, {})).toEqual({ ok: true, functionsVersion: 4 });
+    expect(await t.query(internal.voiceCloneJobs.ping, {})).toEqual({ ok: true, functionsVersion: 5 });
   });
 });
 
@@ -223,6 +224,32 @@ describe("claim", () => {
     const t = setup();
     await expect(claim(t, T0, -1)).rejects.toThrow(/limit/);
     await expect(claim(t, T0, 1.5)).rejects.toThrow(/limit/);
+  });
+});
+
+describe("queuePosition", () => {
+  test("counts the claimable jobs of the model that a claim takes first", async () => {
+    const t = setup();
+    const position = (job: Job, now: number) =>
+      t.query(internal.voiceCloneJobs.queuePosition, { jobId: job.jobId, now });
+    const old = await create(t, { createdAt: T0, priority: 0 });
+    const urgent = await create(t, { createdAt: T0 + 100, priority: 1 });
+    const newer = await create(t, { createdAt: T0 + 110, priority: 0 });
+    await create(t, { createdAt: T0 - 500, model: "chatterbox-turbo" });
+    const deferred = await create(t, { createdAt: T0 - 100, nextAttemptAt: T0 + 200 });
+    // Deep levels either side: past the bound of one level, and starved ones that aged past it.
+    for (let i = 0; i < 3; i++) await create(t, { priority: 5, createdAt: T0 + 119 });
+    const starving = await create(t, { priority: -10, createdAt: T0 - 3600 });
+    const now = T0 + 120; // old 2.0, urgent 1.33, newer 0.17, level 5: 5.02, starving: 52
+    expect(await position(starving, now)).toBe(0);
+    expect(await Promise.all([old, urgent, newer].map((j) => position(j, now)))).toEqual([4, 5, 6]);
+    expect(await position(deferred, now)).toBe(4); // 3.67: placed, though not claimable yet
+    // The claim (all models: the other model's job first) takes exactly the jobs counted ahead.
+    const order = (await claim(t, now, 6)).map((j) => j.jobId);
+    expect(order[5]).toBe(old.jobId);
+    expect(await Promise.all([urgent, newer].map((j) => position(j, now)))).toEqual([0, 1]);
+    expect(await position(old, now)).toBeNull();
+    expect(await t.query(internal.voiceCloneJobs.queuePosition, { jobId: "missing", now })).toBeNull();
   });
 });
 

@@ -24,7 +24,7 @@ import type { Job, JobStatus } from "./model/transitions";
 
 // Bumped when the functions' arguments or results change; the Python store checks it on ping
 // so an outdated deployment is reported as "run npx convex deploy" rather than odd failures.
-const FUNCTIONS_VERSION = 4;
+const FUNCTIONS_VERSION = 5;
 
 // voiceq/models.py's names; a job without a model is an English one.
 const MODELS = ["chatterbox", "chatterbox-turbo", "chatterbox-multilingual"];
@@ -292,6 +292,57 @@ export const getJob = internalQuery({
   handler: async (ctx, args) => {
     const doc = await loadDoc(ctx, args.jobId);
     return doc === null ? null : toJob(doc);
+  },
+});
+
+/** How many jobs a claim of this job's model at `now` takes before this pending job (0: it is
+ * next), or null when it is not pending: the claimable jobs of its model, other than itself,
+ * ahead of it in claimJobs' order (t.claimOrder) at `now`; the store contract's rule.
+ *
+ * A claimable job is never younger than `now`, so one of priority level p can be ahead only if
+ * created by `createdAt + (p - priority) * agingS`: each level is read through the index up to
+ * that bound (a second of slack for rounding; claimOrder's comparison decides). */
+export const queuePosition = internalQuery({
+  args: { jobId: v.string(), now: v.number(), agingS: v.optional(v.number()) },
+  handler: async (ctx, args) => {
+    const agingS = args.agingS ?? t.DEFAULT_AGING_S;
+    const doc = await loadDoc(ctx, args.jobId);
+    if (doc === null || doc.status !== "pending") {
+      return null;
+    }
+    const model = modelOf(doc);
+    const me = { ...doc, nextAttemptAt: -Infinity }; // placed as if claimable, as the rule says
+    let ahead = 0;
+    let below: number | undefined = undefined;
+    for (;;) {
+      const bound: number | undefined = below;
+      const top: Doc<"voiceCloneJobs"> | null = await ctx.db
+        .query("voiceCloneJobs")
+        .withIndex("by_status_priority", (q) =>
+          bound === undefined ? q.eq("status", "pending") : q.eq("status", "pending").lt("priority", bound),
+        )
+        .order("desc")
+        .first();
+      if (top === null) {
+        break;
+      }
+      const level: number = top.priority;
+      const latest = doc.createdAt + (level - doc.priority) * agingS + 1;
+      for await (const other of ctx.db
+        .query("voiceCloneJobs")
+        .withIndex("by_status_priority", (q) =>
+          q.eq("status", "pending").eq("priority", level).lte("createdAt", latest),
+        )) {
+        if (other.jobId === doc.jobId || modelOf(other) !== model || !t.isClaimable(other, args.now)) {
+          continue;
+        }
+        if (t.claimOrder([other, me], args.now, agingS)[0] === other) {
+          ahead += 1;
+        }
+      }
+      below = level;
+    }
+    return ahead;
   },
 });
 

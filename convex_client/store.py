@@ -27,7 +27,7 @@ from .library import ConvexLibrary
 from .outbox import ConvexOutbox
 
 # Must equal FUNCTIONS_VERSION in convex/voiceCloneJobs.ts.
-FUNCTIONS_VERSION = 4
+FUNCTIONS_VERSION = 5
 # Bounds of the TypeScript functions (MAX_CLAIM, MAX_LIST there).
 MAX_CLAIM = 256
 MAX_LIST = 1000
@@ -90,6 +90,12 @@ class ConvexJobStore(ConvexOutbox, ConvexLibrary):
     def get(self, job_id: str) -> Job | None:
         doc = self._call("query", "getJob", {"jobId": job_id})
         return job_from_document(doc) if doc is not None else None
+
+    def queue_position(self, job_id: str, *, now: float) -> int | None:
+        # The same claim order as claimJobs: this store's aging travels with the call.
+        position = self._call("query", "queuePosition",
+                              {"jobId": job_id, "now": float(now), "agingS": float(self.aging_s)})
+        return None if position is None else int(position)
 
     def claim(
         self,
