@@ -34,6 +34,7 @@ from voiceq.errors import (
 )
 from voiceq.jobs import Job, JobStatus
 from voiceq.manager import Submission
+from voiceq.queue_wait import QueuePlace
 from voiceq.settings import Settings
 from voiceq.store import JobStats
 
@@ -61,8 +62,9 @@ class Backend(Protocol):
 
     async def get(self, job_id: str) -> Job: ...
 
-    async def status(self, job_id: str) -> tuple[Job, str | None]:
-        """The job and its result's URL (None: no result, or storage without URLs), in one call."""
+    async def status(self, job_id: str) -> tuple[Job, str | None, QueuePlace | None]:
+        """The job, its result's URL (None: no result, or storage without URLs) and, while it is
+        pending, its place in the queue, in one call."""
         ...
 
     async def run_now(self, job: Job) -> Job:
@@ -190,16 +192,16 @@ async def convert(request: Request) -> Response:
 async def job_status(request: Request) -> Response:
     principal = _principal(request)
     # One read through bookkeeping: the job and its result's URL together.
-    job, url = await _backend(request).status(check_job_id(request.path_params["job_id"]))
+    job, url, place = await _backend(request).status(check_job_id(request.path_params["job_id"]))
     if not can_see(principal, job):
         raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
-    return JSONResponse(responses.job_status(job, result_url=url))
+    return JSONResponse(responses.job_status(job, result_url=url, queue=place))
 
 
 async def job_audio(request: Request) -> Response:
     backend = _backend(request)
     principal = _principal(request)
-    job, url = await backend.status(check_job_id(request.path_params["job_id"]))
+    job, url, _ = await backend.status(check_job_id(request.path_params["job_id"]))
     if not can_see(principal, job):
         raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
     if job.status is not JobStatus.COMPLETED:

@@ -18,6 +18,7 @@ from voiceq.audio_formats import media_type
 from deployments.connections import open_blob_storage
 from voiceq.jobs import Job, JobStatus, new_job_id
 from voiceq.manager import Submission
+from voiceq.queue_wait import QueuePlace
 from voiceq.settings import Settings
 from voiceq.storage import BlobStorage, upload_key
 from voiceq.storage.base import source_key
@@ -73,7 +74,7 @@ class ServeBackend:
     async def read_result(self, job_id: str) -> bytes:
         return await call(self.jobs, "read_result", job_id)
 
-    async def status(self, job_id: str) -> tuple[Job, str | None]:
+    async def status(self, job_id: str) -> tuple[Job, str | None, QueuePlace | None]:
         return await call(self.jobs, "status", job_id)
 
     async def result_url(self, job_id: str) -> str | None:

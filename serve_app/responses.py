@@ -7,6 +7,7 @@ from typing import Any
 
 from voiceq.audio_encode import result_format
 from voiceq.jobs import Job, JobStatus
+from voiceq.queue_wait import QueuePlace
 from voiceq.store import JobStats
 from voiceq.views import job_view
 
@@ -66,8 +67,12 @@ def clone_failed(job: Job) -> dict[str, Any]:
     }
 
 
-def job_status(job: Job, *, result_url: str | None = None) -> dict[str, Any]:
+def job_status(job: Job, *, result_url: str | None = None, queue: QueuePlace | None = None) -> dict[str, Any]:
     body = job_view(job, result_url=result_url or audio_route(job.job_id))
+    if queue is not None and job.status is JobStatus.PENDING:
+        # Beside the seed's fields: 0 is next; the wait is null until there is a measure.
+        body["queuePosition"] = queue.position
+        body["estimatedWaitS"] = queue.estimated_wait_s
     if job.status is JobStatus.COMPLETED:
         body.update(WATERMARK)
     return body

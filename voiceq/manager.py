@@ -29,6 +29,7 @@ from .store import JobStats, JobStore
 from .voice_library import Caller, VoiceLibraryManager
 from .voices import Consent
 from .quotas import KeyLimits, check_key_load, daily_limit
+from .queue_wait import QueuePlace, WaitEstimator
 
 log = logging.getLogger("voiceq.manager")
 T = TypeVar("T")
@@ -117,6 +118,7 @@ class JobManager(VoiceLibraryManager):
         # manager delivers them (deliver_webhooks_forever).
         self.outbox: WebhookOutbox | None = store if isinstance(store, WebhookOutbox) else None
         self._webhooks_due = asyncio.Event()
+        self.waits = WaitEstimator()  # learns from the completions recorded here
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # Store and storage clients are blocking; keep the replica's event loop free.
@@ -300,13 +302,18 @@ class JobManager(VoiceLibraryManager):
             return None
         return await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s)
 
-    async def status(self, job_id: str, *, expires_s: int = 3600) -> tuple[Job, str | None]:
-        """A status read in one call: the job, and its result's URL once it has one (None where
-        the storage has no URLs, or the job has no result)."""
+    async def status(self, job_id: str, *, expires_s: int = 3600) -> tuple[Job, str | None, QueuePlace | None]:
+        """A status read in one call: the job, its result's URL once it has one (None where
+        the storage has no URLs, or the job has no result), and a pending job's place in the
+        queue with a rough wait (voiceq.queue_wait: (position + 1) x recent GPU time per job)."""
         job = await self.get(job_id)
+        if job.status is JobStatus.PENDING:
+            position = await self._call(self.store.queue_position, job_id, now=self.clock())
+            # Claimed (or cancelled) between the two reads: no place, the next poll shows it.
+            return job, None, None if position is None else self.waits.place(job.model, position)
         if job.status is not JobStatus.COMPLETED or not job.result_key:
-            return job, None
-        return job, await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s)
+            return job, None, None
+        return job, await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s), None
 
     async def ping(self) -> dict[str, str]:
         """Health of the store and storage: 'ok' or the error text, per component."""
@@ -358,6 +365,7 @@ class JobManager(VoiceLibraryManager):
             log_job("replayed", job, lease=lease_id)
             return job
         log_job("completed", job, voice=job.voice_id, processing_s=job.processing_time, tokens=job.speech_tokens)
+        self.waits.record(job.model, job.gpu_seconds or 0.0)
         self.metrics.completed(processing_s=job.processing_time or 0.0, speech_tokens=job.speech_tokens or 0,
                                audio_s=job.result_seconds or 0.0,
                                gpu_type=job.worker_info.gpu_type if job.worker_info else "unknown")

@@ -54,8 +54,8 @@ class Raising:
     async def get(self, job_id: str) -> Job:
         return await self._answer()
 
-    async def status(self, job_id: str) -> tuple[Job, str | None]:
-        return await self._answer(), None
+    async def status(self, job_id: str) -> tuple[Job, str | None, None]:
+        return await self._answer(), None, None
 
     async def submit(self, sub: Any) -> Job:
         return await self._answer()
