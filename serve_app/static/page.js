@@ -467,6 +467,12 @@
   function queuedText(job, since) {
     let text = "Queued: waiting for a free voice engine";
     text += " (" + Math.round((Date.now() - since) / 1000) + " s so far).";
+    // queuePosition 0 is next; the wait is the server's estimate (null until it has a measure).
+    if (typeof job.queuePosition === "number") {
+      text += job.queuePosition === 0 ? " Next in the queue" : " Position " + (job.queuePosition + 1) + " in the queue";
+      text += typeof job.estimatedWaitS === "number"
+        ? ", about " + Math.max(1, Math.round(job.estimatedWaitS)) + " s to go." : ".";
+    }
     if (job.attempts > 0 && job.error) {
       text += " The last attempt hit a temporary error (" + job.error + "); it will be tried again ("
         + "attempt " + (job.attempts + 1) + " of " + job.maxAttempts + ").";

@@ -75,6 +75,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def production(voiceq_server: VoiceqServer) -> VoiceqServer:
     voiceq_server.deploy(voiceq_server.settings_for(
         environment="production", auth="auto", api_keys=f"web:{KEY},busy:{BUSY_KEY}:active=0", poll_interval_s=0.5,
+        max_batch_size=1,  # one job per 1.5 s pass: a job behind another stays queued, with a position
     ), engine_factory=paced_tone_engine_factory)
     return voiceq_server
 
@@ -238,9 +239,18 @@ def test_a_clone_is_queued_processed_played_and_downloaded(production: VoiceqSer
     el(browser, "sample-text").send_keys("Hello from the browser.")
     name = el(browser, "voice-name")
     name.send_keys("Browser Voice")
+    # Another user's job first: it holds the engine while the page's job waits its turn.
+    with production.client(headers={"Authorization": f"Bearer {KEY}"}) as c:
+        r = c.post(f"{API}/clone", data={"user_id": "someone-else", "voice_name": "Ahead"},
+                   files={"audio_file": ("ahead.wav", files["good"].read_bytes(), "audio/wav")})
+        assert r.status_code == 202, r.text
     name.send_keys(Keys.ENTER)  # the keyboard submits the form
 
-    for state in ("queued", "processing"):
+    # The queued state shows the job's place, from a poll of the status route.
+    wait_for(browser, lambda d: status(d) == "queued" and "in the queue" in el(d, "status-text").text,
+             "the queued job's position")
+    shot(browser, "05-queued")
+    for state in ("processing",):
         wait_for(browser, lambda d: status(d) == state, f"the job to be {state}")
         shot(browser, f"05-{state}")
     wait_for(browser, lambda d: status(d) in ("completed", "failed", "refused"), "the job to finish")
