@@ -75,7 +75,10 @@ SCHEMAS: dict[str, Any] = {
         "voiceName": _STR, "voiceId": {"type": ["string", "null"]}, "processingTime": {"type": ["number", "null"]},
         "createdAt": _NUM, "completedAt": {"type": ["number", "null"]}, "attempts": _INT,
         "workerInfo": {"type": ["object", "null"]}, "resultUrl": _STR, "audioSeconds": {"type": ["number", "null"]},
-        "error": _STR, "model": _STR, "kind": _STR}},
+        "error": _STR, "model": _STR, "kind": _STR,
+        "queuePosition": {**_INT, "description": "pending only: jobs of its model claimed before it (0: next)"},
+        "estimatedWaitS": {"type": ["number", "null"], "description": "pending only: (queuePosition + 1) x recent "
+                           "GPU seconds per job; null until a job of the model completed"}}},
     "JobList": {"type": "object", "properties": {"userId": _STR, "jobs": {"type": "array", "items": _OBJ}}},
     "Stats": {"type": "object", "properties": {"total": _INT, "byStatus": _OBJ, "gpuSeconds": _NUM,
                                                "gpuHours": _NUM, "estimatedCost": _NUM, "byModel": _OBJ}},
