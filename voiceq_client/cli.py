@@ -68,6 +68,14 @@ def _fail(message: str, code: int = EXIT_ERROR, *, advice: ClientError | str | N
     return code
 
 
+def _show_job(args: argparse.Namespace, state: JobState) -> None:
+    if args.json:
+        _print_json(state.body)
+    else:
+        for line in describe_job(state):
+            print(line)
+
+
 def _error_exit(err: ClientError) -> int:
     """Report a failed call; the advice follows the error's stable code, not its wording."""
     if isinstance(err, ApiError) and err.code == "unauthorized":
@@ -183,36 +191,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        try:
-            state = client.status(args.job_id)
-        except ClientError as err:
-            return _error_exit(err)
-    if args.json:
-        _print_json(state.body)
-    else:
-        for line in describe_job(state):
-            print(line)
+        state = client.status(args.job_id)
+    _show_job(args, state)
     return exit_code_for(state.status) if state.terminal else EXIT_OK
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        try:
-            state = wait_for(client, args.job_id, timeout_s=args.timeout, stream=sys.stderr,
-                             stuck_after_s=args.stuck_after)
-            return _finish_job(client, args, state)
-        except ClientError as err:
-            return _error_exit(err)
+        state = wait_for(client, args.job_id, timeout_s=args.timeout, stream=sys.stderr,
+                         stuck_after_s=args.stuck_after)
+        return _finish_job(client, args, state)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     if args.price_per_hour is not None and args.price_per_hour < 0:
         return _fail("--price-per-hour must not be negative")
     with _client(args) as client:
-        try:
-            stats = client.stats(args.user)
-        except ClientError as err:
-            return _error_exit(err)
+        stats = client.stats(args.user)
     cost = cost_view(stats, args.price_per_hour)
     if args.json:
         _print_json(stats.body | {
@@ -243,10 +238,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        try:
-            jobs = client.jobs(args.user, status=args.status, limit=args.limit)
-        except ClientError as err:
-            return _error_exit(err)
+        jobs = client.jobs(args.user, status=args.status, limit=args.limit)
     if args.json:
         _print_json({"userId": args.user, "jobs": [j.__dict__ for j in jobs]})
         return EXIT_OK
@@ -284,24 +276,14 @@ def _positive(value: str) -> float:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        try:
-            state = client.cancel(args.job_id)
-        except ClientError as err:
-            return _error_exit(err)
-    if args.json:
-        _print_json(state.body)
-    else:
-        for line in describe_job(state):
-            print(line)
+        state = client.cancel(args.job_id)
+    _show_job(args, state)
     return EXIT_OK
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        try:
-            state = client.retry(args.job_id)
-        except ClientError as err:
-            return _error_exit(err)
+        state = client.retry(args.job_id)
     if args.json:
         _print_json(state.body)
     else:
@@ -311,10 +293,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        try:
-            data = client.result_audio(args.job_id)
-        except ClientError as err:
-            return _error_exit(err)
+        data = client.result_audio(args.job_id)
     saved = _save(args.out, data)
     if args.json:
         _print_json({"jobId": args.job_id, "savedTo": str(saved), "bytes": len(data)})
@@ -325,10 +304,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_voices(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        try:
-            voices = client.voices(args.user, limit=args.limit)
-        except ClientError as err:
-            return _error_exit(err)
+        voices = client.voices(args.user, limit=args.limit)
     if args.json:
         _print_json({"userId": args.user, "voices": [v.body for v in voices]})
         return EXIT_OK
@@ -430,6 +406,8 @@ def main(argv: Sequence[str] | None = None, *, extend: Extension | None = None) 
     args = build_parser(extend).parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ClientError as err:  # every command reports a failed call the same way
+        return _error_exit(err)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
