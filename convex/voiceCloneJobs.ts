@@ -313,20 +313,7 @@ export const queuePosition = internalQuery({
     const model = modelOf(doc);
     const me = { ...doc, nextAttemptAt: -Infinity }; // placed as if claimable, as the rule says
     let ahead = 0;
-    let below: number | undefined = undefined;
-    for (;;) {
-      const bound: number | undefined = below;
-      const top: Doc<"voiceCloneJobs"> | null = await ctx.db
-        .query("voiceCloneJobs")
-        .withIndex("by_status_priority", (q) =>
-          bound === undefined ? q.eq("status", "pending") : q.eq("status", "pending").lt("priority", bound),
-        )
-        .order("desc")
-        .first();
-      if (top === null) {
-        break;
-      }
-      const level: number = top.priority;
+    for await (const level of pendingLevels(ctx)) {
       const latest = doc.createdAt + (level - doc.priority) * agingS + 1;
       for await (const other of ctx.db
         .query("voiceCloneJobs")
@@ -340,11 +327,31 @@ export const queuePosition = internalQuery({
           ahead += 1;
         }
       }
-      below = level;
     }
     return ahead;
   },
 });
+
+/** The priority levels that have pending jobs, highest first: one index read per level (at
+ * most 21), never a scan of the queue. */
+async function* pendingLevels(ctx: QueryCtx): AsyncGenerator<number> {
+  let below: number | undefined = undefined;
+  for (;;) {
+    const bound: number | undefined = below;
+    const top: Doc<"voiceCloneJobs"> | null = await ctx.db
+      .query("voiceCloneJobs")
+      .withIndex("by_status_priority", (q) =>
+        bound === undefined ? q.eq("status", "pending") : q.eq("status", "pending").lt("priority", bound),
+      )
+      .order("desc")
+      .first();
+    if (top === null) {
+      return;
+    }
+    yield top.priority;
+    below = top.priority;
+  }
+}
 
 /** The `limit` best claimable jobs in claim order (priority with aging, then age, then id).
  *
@@ -359,20 +366,7 @@ async function bestClaimable(
   model?: string,
 ): Promise<Doc<"voiceCloneJobs">[]> {
   const candidates: Doc<"voiceCloneJobs">[] = [];
-  let below: number | undefined = undefined;
-  for (;;) {
-    const bound: number | undefined = below;
-    const top: Doc<"voiceCloneJobs"> | null = await ctx.db
-      .query("voiceCloneJobs")
-      .withIndex("by_status_priority", (q) =>
-        bound === undefined ? q.eq("status", "pending") : q.eq("status", "pending").lt("priority", bound),
-      )
-      .order("desc")
-      .first();
-    if (top === null) {
-      break;
-    }
-    const level: number = top.priority;
+  for await (const level of pendingLevels(ctx)) {
     let taken = 0;
     for await (const doc of ctx.db
       .query("voiceCloneJobs")
@@ -386,7 +380,6 @@ async function bestClaimable(
         taken += 1;
       }
     }
-    below = level;
   }
   return t.claimOrder(candidates, now, agingS).slice(0, limit);
 }
