@@ -126,7 +126,7 @@ def row_prefix(t3: "T3", row: T3Row) -> Tensor:
         speaker_emb=row.cond.speaker_emb,
         cond_prompt_speech_tokens=row.cond.cond_prompt_speech_tokens,
         emotion_adv=row.cond.emotion_adv,
-    ).to(device=device)
+    ).to(device=device, dtype=t3.speech_head.weight.dtype)  # the voice's float32 inputs, in T3's dtype
     bos = torch.full((text.size(0), 1), hp.start_speech_token, dtype=torch.long, device=device)  # (k, 1)
     embeds, _ = t3.prepare_input_embeds(
         t3_cond=cond, text_tokens=text, speech_tokens=bos, cfg_weight=row.sampling.cfg_weight
@@ -149,7 +149,7 @@ def _gpt_prefix(t3: "T3", row: T3Row) -> Tensor:
         speaker_emb=row.cond.speaker_emb,
         cond_prompt_speech_tokens=row.cond.cond_prompt_speech_tokens,
         emotion_adv=row.cond.emotion_adv,
-    ).to(device=device)
+    ).to(device=device, dtype=t3.speech_head.weight.dtype)
     bos = torch.full((1, 1), t3.hp.start_speech_token, dtype=torch.long, device=device)  # (1, 1)
     embeds, _ = t3.prepare_input_embeds(t3_cond=cond, text_tokens=text, speech_tokens=bos, cfg_weight=0.0)
     return embeds  # (1, L, D)
@@ -306,7 +306,7 @@ class T3Stack:
         head = self.t3.speech_head
         if out is None:
             return head(hidden)
-        if head.bias is None:  # what F.linear runs for a 2-D input without bias, into `out`
+        if head.bias is None and out.dtype == hidden.dtype:  # what F.linear runs for 2-D input, into `out`
             return torch.mm(hidden, head.weight.t(), out=out)
         return out.copy_(head(hidden))
 
@@ -727,13 +727,14 @@ class SlotDecoder:
         hp = t3.hp
         self.stop = None if ignore_stop else hp.stop_speech_token
         self.every = check_every or _check_every(dev)
-        self.sampler = RowSampler([], hp.speech_tokens_dict_size, hp.start_speech_token, dev, self.stack.dtype,
+        # Logits and sampling in float32 whatever the weights' dtype (see precision.py).
+        self.sampler = RowSampler([], hp.speech_tokens_dict_size, hp.start_speech_token, dev, torch.float32,
                                   turbo=t3.is_gpt, slots=slots, width=max_new_tokens)
         self.cache = self.stack.new_cache(slots, length)
         self.graphs = (dev.type == "cuda") if graphs is None else graphs
         self._graphed: _GraphedDecode | None = None
         V = hp.speech_tokens_dict_size
-        self.logits = torch.zeros(slots, V, dtype=self.stack.dtype, device=dev)  # (S, V)
+        self.logits = torch.zeros(slots, V, dtype=torch.float32, device=dev)  # (S, V)
         self.steps = torch.zeros(slots, dtype=torch.long, device=dev)  # (S,) tokens generated so far
         self.prefix = torch.ones(slots, dtype=torch.long, device=dev)  # (S,) prefix length (1 in a free slot)
         self.live = torch.zeros(slots, dtype=torch.bool, device=dev)  # (S,) holds a generation (its cond slot)
@@ -816,7 +817,7 @@ class SlotDecoder:
         for (key, row, p), c, u in zip(ready, cond, uncond):
             self._rows[c] = [key, u, p.size(1), row.max_new_tokens, 0]
         self._live_idx = None
-        self.logits.index_copy_(0, idx, logits)
+        self.logits.index_copy_(0, idx, logits.to(self.logits.dtype))
         self.sampler.assign(cond, uncond, [r for _, r, _ in ready])
         self.prefix.index_copy_(0, idx, torch.tensor([p.size(0) for p in prefixes], device=dev))
         self.steps.index_fill_(0, idx, 0)
@@ -871,7 +872,7 @@ class SlotDecoder:
             except Exception as err:  # a backend that cannot capture the step: run it eagerly
                 log.warning("decode step not captured as a CUDA graph (%r); running it eagerly", err)
                 self.graphs, self._graphed = False, None
-                self.logits = self.stack.decode(tokens, steps, columns, self.cache, keys)
+                self.stack.decode(tokens, steps, columns, self.cache, keys, out=self.logits)
         else:
             # Eager (CPU): the slots past the highest one in use hold nothing and are left out
             # (a view of the cache, no copy); admission fills the lowest free slots first.
