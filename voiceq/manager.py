@@ -3,9 +3,9 @@
 `JobManager` owns the job store and the uploads in blob storage. The HTTP layer submits and
 reads through it; inference workers claim, renew, complete and fail through it. It has no Ray
 in it and keeps no job state outside the store (only figures: metrics, the wait estimate), so
-several may run over one store:
-the ingress holds one as its front desk (submissions and reads), the bookkeeping deployment
-another (the worker protocol, the lease reaper, webhooks, housekeeping), and tests use one directly.
+several may run over one store: the ingress holds one as its front desk (submissions and reads),
+the bookkeeping deployment another (the worker protocol, the lease reaper, webhooks,
+housekeeping), and tests use one directly.
 """
 
 from __future__ import annotations
