@@ -12,7 +12,8 @@ at `--clients` concurrent clients for `--seconds`, and p50 latency at one client
 - submit: voiceq's own submit route, same app; inference held at zero replicas, so the jobs stay
           queued and only the queue side is measured.
 
-Last line: `status_vs_floor=<r> submit_vs_naive=<r>` (ratios of requests per second).
+Last line: `status_vs_floor=<r> submit_vs_naive=<r>` (ratios of requests per second). Only
+answers below 400 count as served; refusals are printed by status and code.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -46,6 +48,7 @@ class Figures:
     rps: float
     p50_one_ms: float
     errors: int
+    error_kinds: dict[str, int]
 
 
 async def measure(name: str, call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]], *, base_url: str,
@@ -63,21 +66,29 @@ async def measure(name: str, call: Callable[[httpx.AsyncClient], Awaitable[httpx
             one.append(time.perf_counter() - started)
 
         done = 0
-        errors = 0
+        errors: Counter[str] = Counter()
         deadline = time.perf_counter() + seconds
 
         async def client() -> None:
-            nonlocal done, errors
+            nonlocal done
             while time.perf_counter() < deadline:
                 r = await call(http)
                 if r.status_code >= 400:
-                    errors += 1
-                done += 1
+                    errors[f"{r.status_code} {error_code(r)}"] += 1
+                else:  # a refusal is not a request served
+                    done += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    return Figures(name, done / elapsed, statistics.median(one) * 1000, errors)
+    return Figures(name, done / elapsed, statistics.median(one) * 1000, sum(errors.values()), dict(errors))
+
+
+def error_code(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("code"))
+    except ValueError:
+        return "(not JSON)"
 
 
 def naive_apps() -> tuple[Any, Any]:
@@ -145,7 +156,8 @@ def start(args: argparse.Namespace) -> str:
     serve.run(naive, name="naive", route_prefix="/naive")
     settings = Settings(environment="production", data_dir=Path(tempfile.mkdtemp(prefix="voiceq-overhead-")),
                         auth="required", api_keys=f"bench:{API_KEY}", autoscale=True,
-                        max_active_jobs=10_000_000, max_active_jobs_per_user=10_000_000, inference_num_cpus=0.5)
+                        max_active_jobs=10_000_000, max_active_jobs_per_user=10_000_000,
+                        max_active_jobs_per_key=10_000_000, inference_num_cpus=0.5)
     serve.run(compose(settings, engine_factory=tone_engine_factory), name="voiceq", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, timeout_s=120, what="the app")
@@ -182,7 +194,8 @@ async def run(args: argparse.Namespace, url: str) -> list[Figures]:
     for name, call in (("floor", floor), ("status", status), ("naive", naive), ("submit", submit)):
         out.append(await measure(name, call, base_url=url, clients=args.clients, seconds=args.seconds))
         print(f"{out[-1].name:7s} {out[-1].rps:8.1f} req/s at {args.clients} clients   "
-              f"p50 at 1 client {out[-1].p50_one_ms:6.1f} ms   errors {out[-1].errors}", flush=True)
+              f"p50 at 1 client {out[-1].p50_one_ms:6.1f} ms   errors {out[-1].errors} {out[-1].error_kinds or ''}",
+              flush=True)
     return out
 
 

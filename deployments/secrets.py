@@ -6,7 +6,7 @@ cut down to what its code reads:
 
 | deployment | reads | gets |
 |---|---|---|
-| Ingress | API keys (auth), blob storage (stores uploads as they come), whether webhooks can be signed | API keys, S3 keys |
+| Ingress | API keys (auth), job store and blob storage (takes submissions and answers reads itself: serve_app/ingress.py), whether webhooks can be signed | API keys, Convex deploy key, S3 keys |
 | JobManager (bookkeeping) | job store (Convex deploy key), blob storage (S3 keys), webhook secret | those |
 | VoiceCloneInference | blob storage (S3 keys); reaches jobs only through bookkeeping | S3 keys |
 
@@ -27,10 +27,7 @@ def _withhold(value: str | None) -> str | None:
 
 
 def for_ingress(settings: Settings) -> Settings:
-    return settings.replace(
-        convex_deploy_key=_withhold(settings.convex_deploy_key),
-        webhook_secret=_withhold(settings.webhook_secret) or "",
-    )
+    return settings.replace(webhook_secret=_withhold(settings.webhook_secret) or "")
 
 
 def for_bookkeeping(settings: Settings) -> Settings:

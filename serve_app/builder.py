@@ -21,6 +21,8 @@ from voiceq.sizing import GpuType, billing_from_cluster_config, choose_size, gpu
 from .ingress import IngressDeployment
 
 INFERENCE = "VoiceCloneInference"
+# Ray's resource on the head node only (ray._common.constants.HEAD_NODE_RESOURCE_NAME).
+HEAD_NODE = "node:__internal_head__"
 
 
 def inference_options(settings: Settings, batch: dict[str, Any] | None = None,
@@ -50,6 +52,15 @@ def shutdown_options(settings: Settings) -> dict[str, float]:
     # run` waiting for most of a minute; jobs outlive their replica in the store anyway.
     return {"graceful_shutdown_timeout_s": settings.shutdown_grace_s,
             "graceful_shutdown_wait_loop_s": min(1.0, settings.shutdown_grace_s)}
+
+
+def head_node_options(settings: Settings) -> dict[str, Any]:
+    """A SQLite file and a local folder exist on the head node's disk only: the deployments that
+    open them (the ingress's front desk and bookkeeping) are placed there. With Convex and S3
+    they may run on any node."""
+    if settings.convex_url and settings.s3_bucket:
+        return {}
+    return {"ray_actor_options": {"num_cpus": 0, "resources": {HEAD_NODE: 0.001}}}
 
 
 def load_fleet(settings: Settings, scaling: ScalingConfig) -> tuple[list[GpuType], ScalingConfig]:
@@ -83,8 +94,9 @@ def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
     # version is given. `serve deploy` (and `serve run` of a config file) lets Serve tell a
     # user_config change, applied in place, from a code change, which rolls the replicas.
     grace = shutdown_options(settings)
+    front = {**grace, **head_node_options(settings)}  # the deployments that open the store
     # Each deployment is bound with only the secrets it uses (deployments/secrets.py).
-    jobs = JobManagerDeployment.options(**grace).bind(secrets.for_bookkeeping(settings))
+    jobs = JobManagerDeployment.options(**front).bind(secrets.for_bookkeeping(settings))
     ingress_settings, inference_settings = secrets.for_ingress(settings), secrets.for_inference(settings)
     scaling = ScalingConfig.from_env()
     gpus, scaling = load_fleet(settings, scaling) if settings.autoscaling else ([], scaling)
@@ -99,12 +111,12 @@ def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
             for model in settings.served_models
         }
         first = next(iter(by_model.values()))
-        return IngressDeployment.options(**grace).bind(ingress_settings, jobs, first, None, None, by_model)
+        return IngressDeployment.options(**front).bind(ingress_settings, jobs, first, None, None, by_model)
     if not gpus:
         inference = InferenceDeployment.options(**grace, **inference_options(settings, batch)).bind(
             inference_settings, jobs, engine_factory, settings.served_models[0])
         wake = inference if _wakes(settings, scaling) else None
-        return IngressDeployment.options(**grace).bind(ingress_settings, jobs, inference, wake)
+        return IngressDeployment.options(**front).bind(ingress_settings, jobs, inference, wake)
     # A fleet of GPU sizes: one inference deployment per size, the cheapest per hour keeping
     # the usual name; one plan for all (deployments.fleet_autoscaling).
     key = _fleet_key(settings, gpus)
@@ -120,7 +132,7 @@ def compose(settings: Settings, *, engine_factory: EngineFactory | None = None,
                           billing=scaling.billing, max_replicas=1).gpu
     wake_name = INFERENCE if one_job == gpus[0] else f"{INFERENCE}-{one_job.name}"
     wake = fleet[wake_name] if _wakes(settings, scaling) else None
-    return IngressDeployment.options(**grace).bind(ingress_settings, jobs, fleet[INFERENCE], wake, fleet)
+    return IngressDeployment.options(**front).bind(ingress_settings, jobs, fleet[INFERENCE], wake, fleet)
 
 
 def _fleet_key(settings: Settings, gpus: list[GpuType]) -> str:

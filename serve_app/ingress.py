@@ -1,4 +1,11 @@
-"""HTTP ingress deployment: the seed's API (serve_app.http) over handles to bookkeeping and inference.
+"""HTTP ingress deployment: the seed's API (serve_app.http) over its own front desk on the job
+store and handles to bookkeeping and inference.
+
+Submissions and reads (status, audio, lists, stats) are the queue's hot path: the ingress does
+them itself through a `JobManager` on its own store connection (the store's transactions make
+that safe beside bookkeeping's), so a status poll or a submission costs no hop to another
+deployment. Bookkeeping keeps what needs one owner: the worker protocol, the lease reaper,
+webhooks, housekeeping, and the changes operators and voice owners ask for.
 
 It lives with the routes it serves, above the deployments it calls: `serve_app` imports
 `deployments`, never the other way round."""
@@ -6,7 +13,6 @@ It lives with the routes it serves, above the deployments it calls: `serve_app` 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Any
 
@@ -14,14 +20,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 
-from voiceq.audio_formats import media_type
-from deployments.connections import open_blob_storage
-from voiceq.jobs import Job, JobStatus, new_job_id
-from voiceq.manager import Submission
+from deployments.connections import open_blob_storage, open_job_store
+from voiceq.jobs import Job, JobStatus
+from voiceq.manager import JobManager, Submission
+from voiceq.metrics import Metrics
 from voiceq.queue_wait import QueuePlace
 from voiceq.settings import Settings
-from voiceq.storage import BlobStorage, upload_key
-from voiceq.storage.base import source_key
 from voiceq.store import JobStats
 from voiceq.voice_library import Caller
 from voiceq.voices import Erasure, Voice
@@ -34,30 +38,35 @@ from .health import EngineState, build_report
 from .http import create_http_app
 
 
+# How old the ingress's copy of bookkeeping's wait figures may be when a status read uses it.
+WAIT_RATES_TTL_S = 5.0
+
+
 class ServeBackend:
-    """`serve_app.http.Backend` made of Serve handles."""
+    """`serve_app.http.Backend` made of a front desk on the job store and Serve handles."""
 
     def __init__(self, settings: Settings, jobs: DeploymentHandle, inference: DeploymentHandle,
                  waker: Waker | None = None, by_model: dict[str, DeploymentHandle] | None = None,
-                 storage: BlobStorage | None = None) -> None:
+                 desk: JobManager | None = None) -> None:
         self.settings = settings
-        # Uploads are stored here, as they came: their bytes do not travel on to bookkeeping.
-        self.storage = storage or open_blob_storage(settings)
+        self.desk = desk or JobManager(open_job_store(settings), open_blob_storage(settings), settings,
+                                       metrics=Metrics())
         self.jobs = jobs
         self.inference = inference
         self.waker = waker
         # With several models served, each model's inference deployment (voiceq.models).
         self.by_model = dict(by_model or {})
+        self._rates_at = -WAIT_RATES_TTL_S
 
     async def submit(self, sub: Submission) -> Job:
-        sub = await asyncio.to_thread(store_uploads, self.storage, sub)
-        job = await call(self.jobs, "submit", sub)
+        # Admission, the upload as it came and the record in one trip to a thread, here.
+        job = await self.desk.submit(sub)
         if self.waker is not None:
             self.waker.poke()
         return job
 
     async def get(self, job_id: str) -> Job:
-        return await call(self.jobs, "get", job_id)
+        return await self.desk.get(job_id)
 
     async def run_now(self, job: Job) -> Job:
         outcome = await call(self.by_model.get(job.model, self.inference), "run", job.job_id)
@@ -72,13 +81,28 @@ class ServeBackend:
             await asyncio.sleep(0.2)
 
     async def read_result(self, job_id: str) -> bytes:
-        return await call(self.jobs, "read_result", job_id)
+        return await self.desk.read_result(job_id)
 
     async def status(self, job_id: str) -> tuple[Job, str | None, QueuePlace | None]:
-        return await call(self.jobs, "status", job_id)
+        await self._fresh_wait_rates()
+        return await self.desk.status(job_id)
+
+    async def _fresh_wait_rates(self) -> None:
+        """Bookkeeping records the completions the wait estimate learns from: its figures are
+        fetched at most every few seconds, and a status read goes on with older ones (or none)
+        when bookkeeping does not answer at once."""
+        now = time.monotonic()
+        if now - self._rates_at < WAIT_RATES_TTL_S:
+            return
+        self._rates_at = now
+        try:
+            rates = await asyncio.wait_for(call(self.jobs, "wait_rates"), timeout=1.0)
+        except Exception:  # an estimate is a nicety; the status itself comes from the store
+            return
+        self.desk.waits.adopt(rates)
 
     async def result_url(self, job_id: str) -> str | None:
-        return await call(self.jobs, "result_url", job_id)
+        return await self.desk.result_url(job_id)
 
     async def cancel(self, job_id: str) -> Job:
         return await call(self.jobs, "cancel", job_id)
@@ -87,10 +111,10 @@ class ServeBackend:
         return await call(self.jobs, "requeue", job_id)
 
     async def list_jobs(self, *, status: str | None, user_id: str | None, limit: int) -> list[Job]:
-        return await call(self.jobs, "list_jobs", status=status, user_id=user_id, limit=limit)
+        return await self.desk.list_jobs(status=status, user_id=user_id, limit=limit)
 
     async def stats(self, user_id: str | None, owner: str | None = None) -> JobStats:
-        return await call(self.jobs, "stats", user_id, owner)
+        return await self.desk.stats(user_id, owner)
 
     # The voice library (serve_app.voice_routes.VoiceBackend).
 
@@ -117,30 +141,6 @@ class ServeBackend:
             oldest_processing = stats.extra.get("oldest_processing_started_at")
         return build_report(self.settings, pings=pings, engine=await asyncio.to_thread(_engine_state),
                             stats=stats, oldest_processing_started_at=oldest_processing, now=time.time())
-
-
-def store_uploads(storage: BlobStorage, sub: Submission) -> Submission:
-    """Blocking: store a submission's uploads under a new job id and hand on their keys only.
-    Bookkeeping removes them again if it refuses the submission."""
-    if sub.audio is None and sub.source_audio is None:
-        return sub
-    job_id = new_job_id()
-    keys = {"audio_key": upload_key(job_id) if sub.audio is not None else None,
-            "source_key": source_key(job_id) if sub.source_audio is not None else None}
-    written: list[str] = []
-    try:
-        for key, data in ((keys["audio_key"], sub.audio), (keys["source_key"], sub.source_audio)):
-            if key and data is not None:
-                storage.put(key, data, content_type=media_type(data))
-                written.append(key)
-    except BaseException:
-        for key in written:
-            try:
-                storage.delete(key)
-            except Exception:  # never recorded: an orphan blob is the lesser harm
-                pass
-        raise
-    return dataclasses.replace(sub, job_id=job_id, audio=None, source_audio=None, **keys)
 
 
 def _engine_state() -> EngineState:

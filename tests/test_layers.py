@@ -1,5 +1,7 @@
-"""Imports go one way: `serve_app` (the routes and the composition root) on top, then
-`deployments`, then the core `voiceq`. Read from the source, as the imports are written."""
+"""Imports go one way: the composition roots on top (`serve_app`, the routes and the Serve
+application; `voiceq_cli`, the installed command), then `deployments`, then the adapters to
+vendors (`convex_client`, `droplets`), then the core `voiceq`. Read from the source, as the
+imports are written."""
 
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # package: the packages above it, which it must never import
+ROOTS = ("serve_app", "voiceq_cli")
 ABOVE = {
-    "deployments": ("serve_app",),
-    "voiceq": ("serve_app", "deployments"),
+    "deployments": ROOTS,
+    "convex_client": (*ROOTS, "deployments"),
+    "droplets": (*ROOTS, "deployments"),
+    "voiceq": (*ROOTS, "deployments", "convex_client", "droplets"),
 }
 
 

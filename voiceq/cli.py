@@ -1,8 +1,9 @@
-"""The full `voiceq` command line: the light client's commands (voiceq_client.cli) plus the two
-that need the server's packages:
+"""voiceq's command line: the light client's commands (voiceq_client.cli) plus the one that
+needs the engine:
 
     voiceq make-test-checkpoint DIR      random-weight Chatterbox checkpoint for offline runs and tests
-    voiceq droplets --cluster NAME ...   the cluster's GPU droplets (droplets.lifecycle)
+
+The installed `voiceq` command (voiceq_cli) adds `droplets`, which lives above voiceq.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 
 from voiceq_client import cli as _light
 from voiceq_client.cli import *  # noqa: F401,F403  (the commands, for callers of voiceq.cli)
+from voiceq_client.cli import Extension
 from voiceq_client.cli import build_parser as _build_parser
 from voiceq_client.present import *  # noqa: F401,F403  (the presentation, likewise)
 from voiceq_client.present import (EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, EXIT_TIMEOUT,  # noqa: F401
@@ -34,13 +36,6 @@ def cmd_make_test_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_droplets(args: argparse.Namespace) -> int:
-    """`voiceq droplets --cluster NAME`: droplets.lifecycle, which talks to DigitalOcean."""
-    from droplets.lifecycle import main as lifecycle_main
-
-    return lifecycle_main(args.rest)
-
-
 def server_commands(sub: Any) -> None:
     p = sub.add_parser("make-test-checkpoint", help="write a random-weight Chatterbox checkpoint")
     p.add_argument("dir", type=Path)
@@ -55,21 +50,20 @@ def server_commands(sub: Any) -> None:
     p.add_argument("--stop-position", type=int, default=180,
                    help="Turbo only: the absolute position (prefix included) where its T3 starts to stop")
     p.set_defaults(func=cmd_make_test_checkpoint)
-    p = sub.add_parser("droplets", add_help=False,
-                       help="the cluster's GPU droplets: why, since when, cost so far (see --help)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_droplets)
 
 
 def build_parser() -> argparse.ArgumentParser:
     return _build_parser(server_commands)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["droplets"]:  # its own options (droplets.lifecycle's), passed through whole
-        return cmd_droplets(argparse.Namespace(rest=argv[1:]))
-    return _light.main(argv, extend=server_commands)
+def main(argv: Sequence[str] | None = None, *, extend: Extension | None = None) -> int:
+    """`extend`: more commands, added after these (voiceq_cli's)."""
+    def commands(sub: Any) -> None:
+        server_commands(sub)
+        if extend is not None:
+            extend(sub)
+
+    return _light.main(argv, extend=commands)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 `JobManager` owns the job store and the uploads in blob storage. The HTTP layer submits and
 reads through it; inference workers claim, renew, complete and fail through it. It has no Ray
-in it: the bookkeeping deployment wraps one, and tests use one directly.
+in it and keeps no job state outside the store (only figures: metrics, the wait estimate), so
+several may run over one store: the ingress holds one as its front desk (submissions and reads),
+the bookkeeping deployment another (the worker protocol, the lease reaper, webhooks,
+housekeeping), and tests use one directly.
 """
 
 from __future__ import annotations
@@ -77,11 +80,6 @@ class Submission:
     response_format: str = "mp3"
     # A part of a speech request (serve_app.openai_routes): {"request", "part", "parts"}.
     speech: dict[str, Any] | None = None
-    # Uploads the ingress already stored (under these keys, for job `job_id`): the bytes cross
-    # Ray once, from the proxy to the ingress, and bookkeeping gets their keys only.
-    job_id: str | None = None
-    audio_key: str | None = None
-    source_key: str | None = None
 
 
 def _job_extra(sub: Submission) -> dict[str, Any] | None:
@@ -133,21 +131,16 @@ class JobManager(VoiceLibraryManager):
             raise InvalidInput(f"model {sub.model!r} is not served here (this deployment serves "
                                f"{', '.join(self.settings.served_models)})", field="model")
         job = self._new_job(sub)
-        try:
-            if sub.voice_id is not None:
-                await self._call(self._check_load, sub)
-                # Another key's voice answers exactly like one that does not exist.
-                await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
-                await self._check_voice_blobs(sub.voice_id, sub.model)
-                stored = await self._call(self._store_new, sub, job)
-            else:
-                # One trip to a thread for the whole admission: under load, every hop between the
-                # event loop and the thread pool costs more than the SQLite statements themselves.
-                stored = await self._call(self._admit, sub, job)
-        except BaseException:
-            # A refused submission leaves nothing behind, uploads the ingress stored included.
-            await self._call(self._delete_quietly, [k for k in (sub.audio_key, sub.source_key) if k])
-            raise
+        if sub.voice_id is not None:
+            await self._call(self._check_load, sub)
+            # Another key's voice answers exactly like one that does not exist.
+            await self.check_voice(sub.voice_id, caller=Caller(sub.owner, sub.admin), user_id=sub.user_id)
+            await self._check_voice_blobs(sub.voice_id, sub.model)
+            stored = await self._call(self._store_new, sub, job)
+        else:
+            # One trip to a thread for the whole admission: under load, every hop between the
+            # event loop and the thread pool costs more than the SQLite statements themselves.
+            stored = await self._call(self._admit, sub, job)
         if stored.job_id != job.job_id:  # an idempotent replay: the first submission stands
             first = stored.extra.get("request_hash")
             if sub.request_hash is not None and first is not None and first != sub.request_hash:
@@ -159,15 +152,15 @@ class JobManager(VoiceLibraryManager):
         return stored
 
     def _new_job(self, sub: Submission) -> Job:
-        job_id = sub.job_id or new_job_id()
+        job_id = new_job_id()
         if sub.voice_id is None:
-            assert sub.audio is not None or sub.audio_key, "a submission needs audio or a voice id"
+            assert sub.audio is not None, "a submission needs audio or a voice id"
         job = new_job(
             job_id=job_id,
             user_id=sub.user_id,
             voice_name=sub.voice_name,
             sample_text=sub.sample_text,
-            audio_key=(sub.audio_key or upload_key(job_id)) if sub.voice_id is None else "",
+            audio_key=upload_key(job_id) if sub.voice_id is None else "",
             audio_seconds=sub.audio_seconds,
             now=self.clock(),
             priority=sub.priority,
@@ -180,8 +173,8 @@ class JobManager(VoiceLibraryManager):
             language=sub.language,
             kind=sub.kind,
         )
-        if sub.source_audio is not None or sub.source_key:
-            job = job.replace(extra={**job.extra, "source_key": sub.source_key or source_key(job_id)})
+        if sub.source_audio is not None:
+            job = job.replace(extra={**job.extra, "source_key": source_key(job_id)})
         if sub.voice_id is not None:
             job = job.replace(voice_id=sub.voice_id, voice_key=voice_key(sub.voice_id))
         return job
@@ -198,21 +191,22 @@ class JobManager(VoiceLibraryManager):
             self.check_key_capacity_now(sub.owner, sub.limits)
 
     def _store_new(self, sub: Submission, job: Job) -> Job:
-        """Blocking: the upload (as it came), then the record; the blobs go again if the record
-        is not written, or is an earlier submission's (an idempotent replay)."""
-        blobs = {key: data for key, data in ((job.audio_key, sub.audio),
-                                             (str(job.extra.get("source_key") or ""), sub.source_audio))
-                 if key and (data is not None or key in (sub.audio_key, sub.source_key))}
-        for key, data in blobs.items():
-            if data is not None:  # else the ingress stored it already
-                self.storage.put(key, data, content_type=media_type(data))
+        """Blocking: the uploads (as they came), then the record; the blobs go again if the
+        record is not written, or is an earlier submission's (an idempotent replay)."""
+        blobs = [(key, data) for key, data in ((job.audio_key, sub.audio),
+                                               (str(job.extra.get("source_key") or ""), sub.source_audio))
+                 if key and data is not None]
+        written: list[str] = []
         try:
+            for key, data in blobs:
+                self.storage.put(key, data, content_type=media_type(data))
+                written.append(key)
             stored = self.store.create(job)
         except BaseException:
-            self._delete_quietly(list(blobs))
+            self._delete_quietly(written)
             raise
         if stored.job_id != job.job_id:
-            self._delete_quietly(list(blobs))
+            self._delete_quietly(written)
         return stored
 
     async def _check_voice_blobs(self, voice_id: str, model: str) -> None:
@@ -306,14 +300,26 @@ class JobManager(VoiceLibraryManager):
         """A status read in one call: the job, its result's URL once it has one (None where
         the storage has no URLs, or the job has no result), and a pending job's place in the
         queue with a rough wait (voiceq.queue_wait: (position + 1) x recent GPU time per job)."""
-        job = await self.get(job_id)
+        # One trip to a thread for the whole read: at a poll's cost, the hops between the event
+        # loop and the thread pool weigh more than the indexed reads themselves.
+        job, position, url = await self._call(self._status_now, job_id, expires_s)
+        return job, url, None if position is None else self.waits.place(job.model, position)
+
+    def _status_now(self, job_id: str, expires_s: int) -> tuple[Job, int | None, str | None]:
+        """Blocking: the job, a pending job's queue position, a completed job's result URL."""
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
         if job.status is JobStatus.PENDING:
-            position = await self._call(self.store.queue_position, job_id, now=self.clock())
             # Claimed (or cancelled) between the two reads: no place, the next poll shows it.
-            return job, None, None if position is None else self.waits.place(job.model, position)
+            return job, self.store.queue_position(job_id, now=self.clock()), None
         if job.status is not JobStatus.COMPLETED or not job.result_key:
             return job, None, None
-        return job, await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s), None
+        return job, None, self.storage.presigned_url(job.result_key, expires_s=expires_s)
+
+    def wait_rates(self) -> dict[str, float]:
+        """The recent GPU seconds per job of each model, learned from the completions recorded here."""
+        return self.waits.rates()
 
     async def ping(self) -> dict[str, str]:
         """Health of the store and storage: 'ok' or the error text, per component."""

@@ -36,6 +36,15 @@ class WaitEstimator:
     def per_job_s(self, model: str) -> float | None:
         return self._per_job_s.get(model)
 
+    def rates(self) -> dict[str, float]:
+        """What was learned, per model: handed to estimators that record no completions."""
+        return dict(self._per_job_s)
+
+    def adopt(self, rates: dict[str, float]) -> None:
+        """Take another estimator's figures (the ingress reads statuses itself, while the
+        completions are recorded in bookkeeping)."""
+        self._per_job_s = {model: s for model, s in rates.items() if s > 0}
+
     def place(self, model: str, position: int) -> QueuePlace:
         per_job = self._per_job_s.get(model)
         wait = None if per_job is None else round((position + 1) * per_job, 1)

@@ -38,3 +38,15 @@ def test_autoscaled_inference_has_no_fixed_replica_count() -> None:
     inference = graph["VoiceCloneInference"]
     assert inference._deployment_config.autoscaling_config is not None
     assert inference._deployment_config.autoscaling_config.min_replicas == 0
+
+
+def test_the_deployments_that_open_local_files_run_on_the_head_node() -> None:
+    # A SQLite file and a local folder are on the head's disk: a front desk or bookkeeping placed
+    # on a GPU droplet would open an empty store of its own there.
+    local = deployments(compose(Settings()))
+    for name in ("Ingress", "JobManager"):
+        assert local[name].ray_actor_options["resources"] == {"node:__internal_head__": 0.001}, name
+        assert local[name].ray_actor_options["num_cpus"] == 0
+    assert "resources" not in (local["VoiceCloneInference"].ray_actor_options or {})
+    hosted = deployments(compose(Settings(convex_url="https://x.convex.cloud", s3_bucket="b")))
+    assert all("resources" not in (d.ray_actor_options or {}) for d in hosted.values())

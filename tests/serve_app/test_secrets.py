@@ -19,7 +19,7 @@ SECRETS = {
 
 # Which secrets each deployment's code reads (deployments/secrets.py).
 NEEDS = {
-    "Ingress": {"api", "s3_id", "s3_secret"},  # it stores uploads as they come
+    "Ingress": {"api", "convex", "s3_id", "s3_secret"},  # it takes submissions and reads jobs itself
     "JobManager": {"convex", "s3_id", "s3_secret", "webhook"},
     "VoiceCloneInference": {"s3_id", "s3_secret"},
 }

@@ -213,7 +213,7 @@ def test_script_fails_clearly_when_the_api_is_down(tmp_path: Path) -> None:
 
 def voiceq_cmd() -> list[str]:
     console = Path(sys.executable).parent / "voiceq"  # the installed entry point
-    return [str(console)] if console.exists() else [sys.executable, "-m", "voiceq.cli"]
+    return [str(console)] if console.exists() else [sys.executable, "-m", "voiceq_cli"]
 
 
 def run_cli(server: VoiceqServer, *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -349,7 +349,7 @@ def test_voiceq_droplets_lists_the_clusters_droplets(capsys: pytest.CaptureFixtu
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from droplets.tags import cluster_tag
     from tests.fakes.digitalocean import FakeDigitalOcean
-    from voiceq.cli import main
+    from voiceq_cli import main
 
     with FakeDigitalOcean() as fake:
         fake.add_droplet("voiceq-gpu", size="gpu-mi300x1-192gb", tags=(cluster_tag("voiceq"),))

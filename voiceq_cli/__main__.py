@@ -1,0 +1,5 @@
+import sys
+
+from voiceq_cli import main
+
+sys.exit(main())
