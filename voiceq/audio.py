@@ -92,8 +92,9 @@ def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int |
                 if time.monotonic() > deadline:
                     raise InvalidInput(f"audio_file took more than {deadline_s:g} s to decode; send a plainer file",
                                        field="audio_file", status_code=422)
-                for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1)
+                direct = _mono_float(frame, sample_rate)
+                for chunk in [direct] if direct is not None else (o.to_ndarray().reshape(-1)
+                                                                  for o in resampler.resample(frame)):
                     chunks.append(chunk)
                     n += len(chunk)
                 if n > limit:
@@ -122,6 +123,19 @@ def decode_upload(data: bytes, *, min_s: float, max_s: float, sample_rate: int |
     if float(np.max(np.abs(clip.samples))) < 1e-4:
         raise InvalidInput("audio_file is silent: no voice to clone", field="audio_file", status_code=422)
     return clip
+
+
+def _mono_float(frame: av.AudioFrame, sample_rate: int) -> np.ndarray | None:
+    """A mono 16-bit or float frame already at `sample_rate`, as float32 without the resampler
+    (bit for bit what it makes: s16 / 32768; half a WAV check's time); None for anything else."""
+    if frame.layout.nb_channels != 1 or frame.sample_rate != sample_rate:
+        return None
+    name = frame.format.name
+    if name in ("s16", "s16p"):
+        return frame.to_ndarray().reshape(-1).astype(np.float32) / np.float32(32768.0)
+    if name in ("flt", "fltp"):
+        return frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+    return None
 
 
 def decode_stored(data: bytes, *, deadline_s: float = 30.0) -> Clip:

@@ -53,3 +53,20 @@ def test_wav_round_trip_and_mp3_output_is_playable() -> None:
     assert float(abs(back.samples - clip.samples).max()) < 1e-3
     samples, rate = decode_mp3(to_mp3(clip))
     assert rate == 24_000 and len(samples) / rate == pytest.approx(1.5, abs=0.1)
+
+
+@pytest.mark.parametrize("rate", [16_000, 24_000])
+def test_a_mono_16bit_wav_decodes_to_exactly_its_samples(rate: int) -> None:
+    import io
+    import wave
+
+    import numpy as np
+
+    data = voice_file("wav", seconds=1.5, sample_rate=rate)
+    with wave.open(io.BytesIO(data)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    clip = decode_upload(data, min_s=1.0, max_s=60.0, sample_rate=None)
+    assert clip.sample_rate == rate and clip.samples.dtype == np.float32
+    assert np.array_equal(clip.samples, pcm.astype(np.float32) / 32768.0)
+    # At another rate than the file's, the resampler makes the model's rate.
+    assert decode_upload(data, min_s=1.0, max_s=60.0).sample_rate == 24_000
