@@ -46,6 +46,7 @@ class Settings:
     chatterbox_ckpt_dir: Path | None = None
     chatterbox_device: str = "auto"
     max_speech_tokens: int = 1000
+    t3_dtype: str = "float32"  # VOICEQ_T3_DTYPE: bfloat16 loads T3 in bf16 on a GPU (voiceq/engine/precision.py)
     # The Chatterbox family (voiceq.models): which models this deployment serves, each its own
     # inference deployment, and where their checkpoints are (unset: the model hub).
     models: str = "chatterbox"  # VOICEQ_MODELS, comma-separated
@@ -269,6 +270,8 @@ def settings_problems(settings: Settings) -> list[str]:
         problems.append(f"CHATTERBOX_MODE must be one of {CHATTERBOX_MODES}, not {settings.chatterbox_mode!r}")
     if settings.auth not in ("auto", "required", "off"):
         problems.append(f"VOICEQ_AUTH must be auto, required or off, not {settings.auth!r}")
+    if settings.t3_dtype not in ("float32", "bfloat16"):  # voiceq.engine.precision.T3_DTYPES, without torch
+        problems.append(f"VOICEQ_T3_DTYPE must be float32 or bfloat16, not {settings.t3_dtype!r}")
     for name, (bound, inclusive) in _AT_LEAST.items():
         value = getattr(settings, name)
         if value < bound or (value == bound and not inclusive):

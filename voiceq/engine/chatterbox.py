@@ -33,6 +33,7 @@ from .base import ConversionRequest, EngineInfo, GenerationParams, Synthesis, Sy
 from .loading import load_model, pick_device
 from .isolation import isolated as _isolated
 from .plan import JobPlan
+from .precision import apply_t3_dtype, t3_dtype_for
 from .s3gen_batch import S3GenJob
 from .session import Emit, Feed, SessionStats, run_session
 from .s3gen_batch import synthesize as s3gen_synthesize
@@ -76,9 +77,12 @@ class ChatterboxEngine:
         )
 
     @classmethod
-    def load(cls, ckpt_dir: Path | None, *, device: str = "auto", max_speech_tokens: int = 1000) -> ChatterboxEngine:
+    def load(cls, ckpt_dir: Path | None, *, device: str = "auto", max_speech_tokens: int = 1000,
+             t3_dtype: str = "float32") -> ChatterboxEngine:
         torch_device, gpu_type = pick_device(device)
+        t3_dtype_for(t3_dtype, torch_device)  # an unknown setting fails before the weights load
         model, manifest = load_model(cls.model_name, ckpt_dir, torch_device)
+        apply_t3_dtype(model.t3, t3_dtype, torch_device)
         cap = max_speech_tokens
         if manifest.max_speech_tokens is not None:
             cap = min(cap, manifest.max_speech_tokens)

@@ -82,5 +82,5 @@ def load_engine(settings: Settings, model: str = CHATTERBOX) -> ChatterboxEngine
     """The default engine factory: a family member from its checkpoint setting, or the hub."""
     return engine_class(model).load(
         settings.checkpoint_dir_for(model), device=settings.chatterbox_device,
-        max_speech_tokens=settings.max_speech_tokens,
+        max_speech_tokens=settings.max_speech_tokens, t3_dtype=settings.t3_dtype,
     )

@@ -126,7 +126,7 @@ def row_prefix(t3: "T3", row: T3Row) -> Tensor:
         speaker_emb=row.cond.speaker_emb,
         cond_prompt_speech_tokens=row.cond.cond_prompt_speech_tokens,
         emotion_adv=row.cond.emotion_adv,
-    ).to(device=device)
+    ).to(device=device, dtype=t3.speech_head.weight.dtype)  # the voice's float32 inputs, in T3's dtype
     bos = torch.full((text.size(0), 1), hp.start_speech_token, dtype=torch.long, device=device)  # (k, 1)
     embeds, _ = t3.prepare_input_embeds(
         t3_cond=cond, text_tokens=text, speech_tokens=bos, cfg_weight=row.sampling.cfg_weight
@@ -149,7 +149,7 @@ def _gpt_prefix(t3: "T3", row: T3Row) -> Tensor:
         speaker_emb=row.cond.speaker_emb,
         cond_prompt_speech_tokens=row.cond.cond_prompt_speech_tokens,
         emotion_adv=row.cond.emotion_adv,
-    ).to(device=device)
+    ).to(device=device, dtype=t3.speech_head.weight.dtype)
     bos = torch.full((1, 1), t3.hp.start_speech_token, dtype=torch.long, device=device)  # (1, 1)
     embeds, _ = t3.prepare_input_embeds(t3_cond=cond, text_tokens=text, speech_tokens=bos, cfg_weight=0.0)
     return embeds  # (1, L, D)
@@ -196,6 +196,16 @@ class KVCache:
 # --- the model ---------------------------------------------------------------------------
 
 
+def _rms_norm(x: Tensor, norm) -> Tensor:
+    """Hugging Face's `LlamaRMSNorm.forward`, operation for operation, without the module call."""
+    dtype = x.dtype
+    h = x.to(torch.float32)
+    variance = h.pow(2).mean(-1, keepdim=True)
+    h = h * torch.rsqrt(variance + norm.variance_epsilon)
+    return norm.weight * h.to(dtype)
+
+
+
 class T3Stack:
     """T3's Llama backbone and speech head, run against a `KVCache` (no Hugging Face cache,
     mask building or output capture in the loop). Weights are the model's own modules."""
@@ -209,6 +219,8 @@ class T3Stack:
         self.head_dim: int = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.dtype = t3.speech_head.weight.dtype
         self.device = t3.speech_head.weight.device
+        self._rope_table: tuple[Tensor, Tensor] | None = None  # (L, Dh) cos and sin
+        self._rope_tables: list[tuple[Tensor, Tensor]] = []  # every table made, kept alive
 
     def new_cache(self, rows: int, length: int) -> KVCache:
         return KVCache(len(self.layers), rows, self.kv_heads, length, self.head_dim,
@@ -269,11 +281,12 @@ class T3Stack:
         return self.t3.speech_head(self._norm(last))  # (R, V)
 
     def decode(self, tokens: Tensor, steps: Tensor, columns: Tensor, cache: KVCache, keys: int,
-               slots: int | None = None) -> Tensor:
+               slots: int | None = None, out: Tensor | None = None) -> Tensor:
         """One step for the first `slots` slots (default all), shapes fixed by the slot count and
         `keys`: slot s feeds `tokens[s]`, its `steps[s]`-th generated token (1-based: the speech
         position), at cache column `columns[s]` (also its rotary position), and attends to its
-        columns up to that one among the first `keys`. Returns the next logits (S, V)."""
+        columns up to that one among the first `keys`. Returns the next logits (S, V), written
+        into `out` when given (no copy of a vocabulary-wide tensor per step)."""
         S = tokens.size(0)
         if slots is not None and slots < cache.slots:
             cache = KVCache.view(cache, slots)
@@ -286,8 +299,60 @@ class T3Stack:
             cache.v[i][slot, :, columns] = v[:, :, 0]
             return cache.k[i, :, :, :keys], cache.v[i, :, :, :keys]
 
-        x = self._layers(x, columns[:, None], kv, mask)  # (S, 1, D)
-        return self.t3.speech_head(self._norm(x[:, -1]))  # (S, V)
+        x = self._step_layers(x, columns, kv, mask, keys)  # (S, 1, D)
+        return self._head(self._norm(x[:, -1]), out)  # (S, V)
+
+    def _head(self, hidden: Tensor, out: Tensor | None) -> Tensor:
+        head = self.t3.speech_head
+        if out is None:
+            return head(hidden)
+        if head.bias is None and out.dtype == hidden.dtype:  # what F.linear runs for 2-D input, into `out`
+            return torch.mm(hidden, head.weight.t(), out=out)
+        return out.copy_(head(hidden))
+
+    def _rope(self, columns: Tensor, keys: int) -> tuple[Tensor, Tensor]:
+        """cos and sin of rotary positions `columns` (S,) below `keys`, each (S, 1, 1, Dh), looked
+        up in a table the model's own rotary embedding computed for every position once (its angles
+        are one product per position and frequency, so a row's values do not depend on which
+        other positions were computed with it). Tables are kept, never replaced in place: a
+        captured graph may read one."""
+        if self._rope_table is None or self._rope_table[0].size(0) < keys:
+            length = max(1024, 1 << (keys - 1).bit_length())
+            dummy = torch.zeros(1, 1, 1, dtype=self.dtype, device=self.device)
+            pos = torch.arange(length, device=self.device)[None]  # (1, L)
+            cos, sin = self.t3.tfmr.rotary_emb(dummy, pos)  # (1, L, Dh) each
+            self._rope_table = (cos[0], sin[0])
+            self._rope_tables.append(self._rope_table)
+        cos, sin = self._rope_table
+        return cos.index_select(0, columns)[:, None, None], sin.index_select(0, columns)[:, None, None]
+
+    def _step_layers(self, x: Tensor, columns: Tensor, kv, mask: Tensor, keys: int) -> Tensor:
+        """`_layers` for one new token per slot, x (S, 1, D) at rotary positions `columns`
+        (S,) below `keys`: the same operations in the same order, with the rotary angles looked
+        up and the modules' weights applied directly (on a CPU the tiny step is mostly per-call cost)."""
+        from transformers.models.llama.modeling_llama import rotate_half
+
+        S = x.size(0)
+        H, Hkv, Dh = self.heads, self.kv_heads, self.head_dim
+        cos, sin = self._rope(columns, keys)  # (S, 1, 1, Dh)
+        gqa = H != Hkv
+        for i, layer in enumerate(self.layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            h = _rms_norm(x, layer.input_layernorm)  # (S, 1, D)
+            q = F.linear(h, attn.q_proj.weight, attn.q_proj.bias).view(S, 1, H, Dh).transpose(1, 2)  # (S, H, 1, Dh)
+            k = F.linear(h, attn.k_proj.weight, attn.k_proj.bias).view(S, 1, Hkv, Dh).transpose(1, 2)
+            v = F.linear(h, attn.v_proj.weight, attn.v_proj.bias).view(S, 1, Hkv, Dh).transpose(1, 2)
+            q = (q * cos) + (rotate_half(q) * sin)
+            k = (k * cos) + (rotate_half(k) * sin)
+            keys, values = kv(i, k, v)
+            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=attn.scaling,
+                                               enable_gqa=gqa)  # (S, H, 1, Dh)
+            x = x + F.linear(o.transpose(1, 2).reshape(S, 1, H * Dh), attn.o_proj.weight, attn.o_proj.bias)
+            h = _rms_norm(x, layer.post_attention_layernorm)
+            gate = F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias)
+            up = F.linear(h, mlp.up_proj.weight, mlp.up_proj.bias)
+            x = x + F.linear(mlp.act_fn(gate) * up, mlp.down_proj.weight, mlp.down_proj.bias)
+        return x
 
     def _speech_input(self, tokens: Tensor, steps: Tensor) -> Tensor:
         """The embedding of each slot's latest token at its speech position, (S,) -> (S, 1, D)."""
@@ -312,6 +377,9 @@ class GPT2Stack(T3Stack):
 
     def _speech_input(self, tokens: Tensor, steps: Tensor) -> Tensor:
         return self.t3.speech_emb(tokens[:, None])  # (S, 1, D): positions come from wpe
+
+    def _step_layers(self, x: Tensor, columns: Tensor, kv, mask: Tensor, keys: int) -> Tensor:
+        return self._layers(x, columns[:, None], kv, mask)
 
     def _norm(self, hidden: Tensor) -> Tensor:
         return self.t3.tfmr.ln_f(hidden)
@@ -344,6 +412,21 @@ def _uniforms(seed: int, n: int) -> Tensor:
     g = torch.Generator(device="cpu")
     g.manual_seed(seed)
     return torch.rand(n, generator=g).clamp_(max=_U_MAX)  # (n,)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Per-row sampling settings of the rows being sampled, (m, 1) each; `partner` (m,) the
+    slot each row reads as its unconditional logits; `rows` (m,) their slots, None for all."""
+
+    rows: Tensor | None
+    temperature: Tensor
+    log_min_p: Tensor
+    top_p_cut: Tensor
+    penalty: Tensor
+    cfg_weight: Tensor
+    top_k_index: Tensor
+    partner: Tensor
 
 
 class RowSampler:
@@ -390,6 +473,7 @@ class RowSampler:
         # start-of-speech token: column 0 here, column k + 1 the k-th generated token.
         self.history = torch.full((n, width + 1), start_token, dtype=torch.long, device=device)  # (n, 1 + width)
         self.u = torch.zeros(n, width, device=device)  # (n, width)
+        self._subset: _Settings | None = None  # the settings of the last subset of rows sampled
         if rows:
             uncond = {g: len(rows) + k for k, g in enumerate(guided)}
             self.assign(list(range(len(rows))), [uncond.get(i) for i in range(len(rows))], rows)
@@ -406,6 +490,7 @@ class RowSampler:
         """Put generations `rows` in slots `cond` (their unconditional rows, if guided, in
         `uncond`), with fresh history and their own uniforms."""
         dev = self.device
+        self._subset = None
         idx = torch.tensor(list(cond), dtype=torch.long, device=dev)  # (m,)
 
         def put(t: Tensor, values: list[float]) -> None:
@@ -432,94 +517,138 @@ class RowSampler:
         for c, p in pairs:
             self.partner[p], self.source[p], self.source[c] = p, c, c
 
-    def guide(self, logits: Tensor) -> Tensor:
-        """Upstream's guidance, cond + w * (cond - uncond), per row; (S, V) -> (S, V).
-        An unguided row has w = 0 and stands for its own unconditional row."""
-        return logits + self.cfg_weight * (logits - logits.index_select(0, self.partner))
+    def _settings(self, rows: Tensor | None) -> _Settings:
+        """The settings of the rows to sample: every slot (rows None, no copies) or the given
+        slots, gathered once per set (a decoder passes the same tensor until its rows change)."""
+        if rows is None:
+            return _Settings(None, self.temperature, self.log_min_p, self.top_p_cut, self.penalty,
+                             self.cfg_weight, self.top_k_index, self.partner)
+        cached = self._subset
+        if cached is not None and cached.rows is rows:
+            return cached
+        pick = lambda t: t.index_select(0, rows)  # noqa: E731
+        self._subset = _Settings(rows, pick(self.temperature), pick(self.log_min_p), pick(self.top_p_cut),
+                                 pick(self.penalty), pick(self.cfg_weight), pick(self.top_k_index),
+                                 pick(self.partner))
+        return self._subset
 
-    def _steps(self, step: int | Tensor) -> Tensor:
+    def guide(self, logits: Tensor, s: _Settings | None = None) -> Tensor:
+        """Upstream's guidance, cond + w * (cond - uncond), per row; (S, V) -> (m, V) for the
+        sampled rows (all S by default). An unguided row has w = 0 and stands for its own
+        unconditional row."""
+        s = s or self._settings(None)
+        cond = logits if s.rows is None else logits.index_select(0, s.rows)
+        return cond + s.cfg_weight * (cond - logits.index_select(0, s.partner))
+
+    def _steps(self, step: int | Tensor, s: _Settings) -> Tensor:
         if isinstance(step, int):
-            return torch.full((self.n,), step, dtype=torch.long, device=self.history.device)
+            m = self.n if s.rows is None else s.rows.numel()
+            return torch.full((m,), step, dtype=torch.long, device=self.history.device)
         return step
 
-    def _penalize(self, g: Tensor, seen: Tensor) -> Tensor:
-        """Upstream's repetition penalty over the token ids `seen` (n, s); repeats allowed:
-        they get the same value."""
+    def _penalize(self, g: Tensor, seen: Tensor, s: _Settings) -> Tensor:
+        """Upstream's repetition penalty over the token ids `seen` (m, s), in place on g (a
+        tensor of the sampler's own); repeats allowed: they get the same value."""
         score = g.gather(1, seen)
-        return g.scatter(1, seen, torch.where(score < 0, score * self.penalty, score / self.penalty))
+        return g.scatter_(1, seen, torch.where(score < 0, score * s.penalty, score / s.penalty))
 
-    def _seen(self, step: Tensor, span: int) -> Tensor:
-        """The token ids each row's penalty looks at, (n, span): its history columns as
+    def _seen(self, step: Tensor, span: int, s: _Settings) -> Tensor:
+        """The token ids each row's penalty looks at, (m, span): its history columns as
         upstream slices them (Llama: start token and generated ones; Turbo: the start token
         for the first draw, then the generated ones), the other columns standing in for a
         column that is in the set (the same id twice is penalized once)."""
         hist = self.history[:, :span]  # (n, span)
+        if s.rows is not None:
+            hist = hist.index_select(0, s.rows)  # (m, span)
         cols = torch.arange(span, device=hist.device)[None, :]  # (1, span)
         if self.turbo:
-            lo = (step > 0).long()  # (n,)
+            lo = (step > 0).long()  # (m,)
             valid = (cols >= lo[:, None]) & (cols <= step[:, None])
-            anchor = hist.gather(1, lo[:, None])  # (n, 1)
+            anchor = hist.gather(1, lo[:, None])  # (m, 1)
         else:
             valid = cols <= step[:, None]
             anchor = hist[:, :1]
         return torch.where(valid, hist, anchor)
 
-    def _top_p(self, g: Tensor) -> Tensor:
+    def _top_p(self, g: Tensor, s: _Settings) -> Tensor:
         sorted_logits, order = torch.sort(g, descending=False)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (n, V)
-        drop_sorted = cumulative <= self.top_p_cut
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (m, V)
+        drop_sorted = cumulative <= s.top_p_cut
         drop_sorted[:, -1] = False
         return g.masked_fill(drop_sorted.scatter(1, order, drop_sorted), -math.inf)
 
-    def _top_k_top_p(self, g: Tensor) -> Tensor:
+    def _top_k_top_p(self, g: Tensor, s: _Settings) -> Tensor:
         """Upstream's top-k then top-p, from one partial sort: only the k_max best logits can
         survive top-k, so top-p's sorted cumulative mass is computed over those alone (a full
         sort of the vocabulary per step cost more than the model's step on a CPU). Ties with the
         k-th logit are kept within the k_max best, as upstream keeps them."""
-        vals, idx = g.topk(self.k_max, dim=-1)  # (n, k) descending
-        kth = vals.gather(1, self.top_k_index.clamp(max=self.k_max - 1))  # (n, 1)
+        vals, idx = g.topk(self.k_max, dim=-1)  # (m, k) descending
+        kth = vals.gather(1, s.top_k_index.clamp(max=self.k_max - 1))  # (m, 1)
         vals = vals.masked_fill(vals < kth, -math.inf)
         if self.use_top_p:
             ascending = vals.flip(-1)  # upstream sorts ascending; top-k's removals come first
-            cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)  # (n, k)
-            drop = cumulative <= self.top_p_cut
+            cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)  # (m, k)
+            drop = cumulative <= s.top_p_cut
             drop[:, -1] = False
             vals = vals.masked_fill(drop.flip(-1), -math.inf)
         return torch.full_like(g, -math.inf).scatter(1, idx, vals)
 
-    def _processed(self, logits: Tensor, step: int | Tensor, span: int | None = None) -> Tensor:
-        """The logits each row samples from, after its model's processors, (n, V). `step`:
-        each row's count of generated tokens (or one count for all); `span`: history columns
-        that can matter (at most the largest step + 1; all by default)."""
-        steps = self._steps(step)
+    def _filtered(self, logits: Tensor, steps: Tensor, span: int | None, s: _Settings
+                  ) -> tuple[Tensor, Tensor | None]:
+        """The processed logits of the sampled rows, and their row maxima when known (the
+        Llama order's filters never remove a row's best token, so its maximum is the one
+        min-p computed: the draw reuses it instead of another pass over the vocabulary)."""
         span = self.history.size(1) if span is None else min(span, self.history.size(1))
-        g = self.guide(logits)  # (n, V)
+        g = self.guide(logits, s)  # (m, V), the sampler's own tensor: filters work in place
         if self.turbo:
-            g = g / self.temperature
+            g = g.div_(s.temperature)
             if self.use_top_k:
-                g = self._top_k_top_p(g)
+                g = self._top_k_top_p(g, s)
             elif self.use_top_p:
-                g = self._top_p(g)
-            return self._penalize(g, self._seen(steps, span))
-        g = self._penalize(g, self._seen(steps, span))
-        g = g / self.temperature
+                g = self._top_p(g, s)
+            return self._penalize(g, self._seen(steps, span, s), s), None
+        g = self._penalize(g, self._seen(steps, span, s), s)
+        g = g.div_(s.temperature)
         # min-p: p_i < min_p * p_max, i.e. g_i < g_max + log(min_p), without a softmax
-        g = g.masked_fill(g < g.amax(dim=-1, keepdim=True) + self.log_min_p, -math.inf)
+        top = g.amax(dim=-1, keepdim=True)  # (m, 1)
+        g = g.masked_fill_(g < top + s.log_min_p, -math.inf)
         if self.use_top_p:  # at top_p = 1 the filter removes only zero-probability tokens
-            g = self._top_p(g)
-        return g
+            g = self._top_p(g, s)
+        return g, top
 
-    def sample(self, logits: Tensor, step: int | Tensor, span: int | None = None) -> Tensor:
-        """The next token of every row, (n,), from the model's logits (n, V); each row draws
-        its own uniform for its own step and writes the token into its history."""
-        steps = self._steps(step)
-        g = self._processed(logits, steps, span)  # (n, V)
+    def _processed(self, logits: Tensor, step: int | Tensor, span: int | None = None,
+                   rows: Tensor | None = None) -> Tensor:
+        """The logits each row samples from, after its model's processors, (m, V): the slots
+        `rows` (all by default). `step`: each sampled row's count of generated tokens (or one
+        count for all); `span`: history columns that can matter (at most the largest step + 1;
+        all by default)."""
+        s = self._settings(rows)
+        return self._filtered(logits, self._steps(step, s), span, s)[0]
+
+    def sample(self, logits: Tensor, step: int | Tensor, span: int | None = None,
+               rows: Tensor | None = None) -> Tensor:
+        """The next token of the slots `rows` (all by default), (m,), from the model's logits
+        (n, V); `step`: their own counts (m,). Each row draws its own uniform for its own step
+        and writes the token into its history. Only the rows a decoder needs are sampled (a
+        guided generation's unconditional slot and free slots are not): the vocabulary-wide
+        passes below cost in proportion to the rows on a CPU."""
+        s = self._settings(rows)
+        steps = self._steps(step, s)
+        g, top = self._filtered(logits, steps, span, s)  # (m, V)
+        if top is None:
+            top = g.amax(dim=-1, keepdim=True)
         # exp(g - max) unnormalised: the draw scales its target by the total instead
-        cdf = (g - g.amax(dim=-1, keepdim=True)).exp_().cumsum_(dim=-1)  # (n, V)
-        target = self.u.gather(1, steps.clamp(max=self.width - 1)[:, None]) * cdf[:, -1:]  # (n, 1)
-        token = torch.searchsorted(cdf, target, right=True).squeeze(1)  # (n,): first cdf above target
+        cdf = g.sub_(top).exp_().cumsum_(dim=-1)  # (m, V)
+        col = steps.clamp(max=self.width - 1)  # (m,)
+        u = self.u.gather(1, col[:, None]) if s.rows is None else self.u[s.rows, col][:, None]  # (m, 1)
+        target = u * cdf[:, -1:]  # (m, 1)
+        token = torch.searchsorted(cdf, target, right=True).squeeze(1)  # (m,): first cdf above target
         token = token.clamp_(max=cdf.size(1) - 1)
-        self.history.scatter_(1, (steps + 1).clamp(max=self.width)[:, None], token[:, None])
+        at = (steps + 1).clamp(max=self.width)  # (m,)
+        if s.rows is None:
+            self.history.scatter_(1, at[:, None], token[:, None])
+        else:
+            self.history[s.rows, at] = token
         return token
 
 
@@ -598,13 +727,14 @@ class SlotDecoder:
         hp = t3.hp
         self.stop = None if ignore_stop else hp.stop_speech_token
         self.every = check_every or _check_every(dev)
-        self.sampler = RowSampler([], hp.speech_tokens_dict_size, hp.start_speech_token, dev, self.stack.dtype,
+        # Logits and sampling in float32 whatever the weights' dtype (see precision.py).
+        self.sampler = RowSampler([], hp.speech_tokens_dict_size, hp.start_speech_token, dev, torch.float32,
                                   turbo=t3.is_gpt, slots=slots, width=max_new_tokens)
         self.cache = self.stack.new_cache(slots, length)
         self.graphs = (dev.type == "cuda") if graphs is None else graphs
         self._graphed: _GraphedDecode | None = None
         V = hp.speech_tokens_dict_size
-        self.logits = torch.zeros(slots, V, dtype=self.stack.dtype, device=dev)  # (S, V)
+        self.logits = torch.zeros(slots, V, dtype=torch.float32, device=dev)  # (S, V)
         self.steps = torch.zeros(slots, dtype=torch.long, device=dev)  # (S,) tokens generated so far
         self.prefix = torch.ones(slots, dtype=torch.long, device=dev)  # (S,) prefix length (1 in a free slot)
         self.live = torch.zeros(slots, dtype=torch.bool, device=dev)  # (S,) holds a generation (its cond slot)
@@ -617,6 +747,15 @@ class SlotDecoder:
         self._rows: dict[int, list] = {}
         self._since_check = 0
         self.steps_run = 0
+        self._slot = torch.arange(slots, device=dev)  # (S,)
+        self._live_idx: Tensor | None = None  # cond slots of the live generations, while they last
+
+    def _sampled_rows(self) -> Tensor:
+        """The slots that draw a token: each live generation's conditional slot, ascending (a
+        guided generation's second slot only feeds guidance; a free slot draws nothing)."""
+        if self._live_idx is None:
+            self._live_idx = torch.tensor(sorted(self._rows), dtype=torch.long, device=self.device)
+        return self._live_idx
 
     # --- admission ----------------------------------------------------------------------
 
@@ -632,6 +771,7 @@ class SlotDecoder:
     def slots_for(row: T3Row) -> int:
         return 2 if row.sampling.cfg_weight > 0.0 else 1
 
+    @torch.no_grad()  # whatever the caller's mode: a decode records no autograd graph
     def admit(self, rows: Sequence[tuple[object, T3Row]]) -> list[tuple[object, BaseException]]:
         """Prefill generations (key, row) into free slots; the caller checked they fit
         (`slots_for`). Returns the ones that could not be admitted, with why: a row whose
@@ -676,7 +816,8 @@ class SlotDecoder:
         self._free = free
         for (key, row, p), c, u in zip(ready, cond, uncond):
             self._rows[c] = [key, u, p.size(1), row.max_new_tokens, 0]
-        self.logits.index_copy_(0, idx, logits)
+        self._live_idx = None
+        self.logits.index_copy_(0, idx, logits.to(self.logits.dtype))
         self.sampler.assign(cond, uncond, [r for _, r, _ in ready])
         self.prefix.index_copy_(0, idx, torch.tensor([p.size(0) for p in prefixes], device=dev))
         self.steps.index_fill_(0, idx, 0)
@@ -688,15 +829,17 @@ class SlotDecoder:
 
     # --- decoding -----------------------------------------------------------------------
 
+    @torch.no_grad()
     def advance(self) -> list[tuple[object, T3Output]]:
         """Sample every live generation's next token, feed it, and return the generations that
         finished (their slots are free again)."""
         sampler = self.sampler
         span = max(r[4] for r in self._rows.values()) + 1 if self._rows else 1
-        token = sampler.sample(self.logits, self.steps, span)  # (S,)
+        rows = self._sampled_rows()  # (m,)
+        token = torch.zeros(self.steps.numel(), dtype=torch.long, device=self.device)  # (S,)
+        token.index_copy_(0, rows, sampler.sample(self.logits, self.steps.index_select(0, rows), span, rows))
         active = self.live & ~self.done
-        slot = torch.arange(token.numel(), device=self.device)
-        self.out[slot, self.steps.clamp(max=self.out.size(1) - 1)] = token
+        self.out[self._slot, self.steps.clamp(max=self.out.size(1) - 1)] = token
         self.produced += active.long()
         if self.stop is not None:
             hit = active & (token == self.stop)
@@ -711,6 +854,7 @@ class SlotDecoder:
         self.feed(token)
         return finished
 
+    @torch.no_grad()
     def feed(self, token: Tensor) -> Tensor:
         """Run the model one step with each generation's `token` (S,) (its cond slot's entry;
         guidance rows get their generation's); the next logits land in `self.logits`."""
@@ -728,12 +872,12 @@ class SlotDecoder:
             except Exception as err:  # a backend that cannot capture the step: run it eagerly
                 log.warning("decode step not captured as a CUDA graph (%r); running it eagerly", err)
                 self.graphs, self._graphed = False, None
-                self.logits = self.stack.decode(tokens, steps, columns, self.cache, keys)
+                self.stack.decode(tokens, steps, columns, self.cache, keys, out=self.logits)
         else:
             # Eager (CPU): the slots past the highest one in use hold nothing and are left out
             # (a view of the cache, no copy); admission fills the lowest free slots first.
             hi = max([max(c, u if u is not None else c) for c, (_, u, *_) in self._rows.items()] or [0]) + 1
-            self.logits[:hi] = self.stack.decode(tokens[:hi], steps[:hi], columns[:hi], self.cache, keys, hi)
+            self.stack.decode(tokens[:hi], steps[:hi], columns[:hi], self.cache, keys, hi, out=self.logits[:hi])
         self.steps_run += 1
         return self.logits
 
@@ -754,6 +898,7 @@ class SlotDecoder:
         stopped_h = self.stopped.index_select(0, idx).tolist()
         results: list[tuple[object, T3Output]] = []
         freed: list[int] = []
+        self._live_idx = None
         for k, c in enumerate(ending):
             key, u, _, _, _ = self._rows.pop(c)
             toks = out_h[k, : produced_h[k]]

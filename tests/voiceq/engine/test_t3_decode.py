@@ -155,9 +155,9 @@ def test_finished_rows_slots_are_refilled_in_place(engine, voices, monkeypatch):
     seen: list[tuple[int, int]] = []
     decode = T3Stack.decode
 
-    def recording(self, tokens, steps, columns, cache, keys, slots=None):
+    def recording(self, tokens, steps, columns, cache, keys, slots=None, out=None):
         seen.append((tokens.numel(), cache.k.data_ptr()))
-        return decode(self, tokens, steps, columns, cache, keys, slots)
+        return decode(self, tokens, steps, columns, cache, keys, slots, out)
 
     monkeypatch.setattr(T3Stack, "decode", recording)
     text = framed(engine, TEXTS[2])
