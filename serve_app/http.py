@@ -72,9 +72,9 @@ class Backend(Protocol):
         final state, or pending again after a failure that may pass."""
         ...
 
-    async def read_result(self, job_id: str) -> bytes: ...
-
-    async def result_url(self, job_id: str) -> str | None: ...
+    async def read_result(self, job: Job) -> bytes:
+        """The result's bytes of a completed job, as the caller read it."""
+        ...
 
     async def cancel(self, job_id: str) -> Job: ...
 
@@ -144,7 +144,7 @@ async def clone(request: Request) -> Response:
             status_code=504,
         )
     if job.status is JobStatus.COMPLETED:
-        mp3 = await backend.read_result(job.job_id)
+        mp3 = await backend.read_result(job)
         return JSONResponse(responses.clone_completed(job, mp3), status_code=200)
     if job.status is JobStatus.PENDING:  # a transient failure: it will be retried
         return JSONResponse(
@@ -189,27 +189,29 @@ async def convert(request: Request) -> Response:
     return JSONResponse(responses.clone_queued(job), status_code=202)
 
 
-async def job_status(request: Request) -> Response:
+async def _visible_status(request: Request) -> tuple[Job, str | None, QueuePlace | None]:
+    """The job of the path as `Backend.status` reads it (one read: the job, its result URL, its
+    place), if the caller may see it."""
     principal = _principal(request)
-    # One read through bookkeeping: the job and its result's URL together.
     job, url, place = await _backend(request).status(check_job_id(request.path_params["job_id"]))
     if not can_see(principal, job):
         raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
+    return job, url, place
+
+
+async def job_status(request: Request) -> Response:
+    job, url, place = await _visible_status(request)
     return JSONResponse(responses.job_status(job, result_url=url, queue=place))
 
 
 async def job_audio(request: Request) -> Response:
-    backend = _backend(request)
-    principal = _principal(request)
-    job, url, _ = await backend.status(check_job_id(request.path_params["job_id"]))
-    if not can_see(principal, job):
-        raise JobNotFound(job.job_id)  # other keys' jobs do not exist for this key
+    job, url, _ = await _visible_status(request)
     if job.status is not JobStatus.COMPLETED:
         return JSONResponse(responses.error(f"job {job.job_id} is {job.status.value}; no audio yet",
                                             code="job_not_ready"), status_code=409)
     if url is not None:
         return RedirectResponse(url, status_code=307)
-    audio = await backend.read_result(job.job_id)
+    audio = await _backend(request).read_result(job)
     fmt = result_format(job)
     return Response(audio, media_type=fmt.media_type,
                     headers={"Content-Disposition": f'inline; filename="{job.job_id}.{fmt.extension}"'})

@@ -80,8 +80,8 @@ class ServeBackend:
                 return job
             await asyncio.sleep(0.2)
 
-    async def read_result(self, job_id: str) -> bytes:
-        return await self.desk.read_result(job_id)
+    async def read_result(self, job: Job) -> bytes:
+        return await self.desk.read_result(job)
 
     async def status(self, job_id: str) -> tuple[Job, str | None, QueuePlace | None]:
         await self._fresh_wait_rates()
@@ -100,9 +100,6 @@ class ServeBackend:
         except Exception:  # an estimate is a nicety; the status itself comes from the store
             return
         self.desk.waits.adopt(rates)
-
-    async def result_url(self, job_id: str) -> str | None:
-        return await self.desk.result_url(job_id)
 
     async def cancel(self, job_id: str) -> Job:
         return await call(self.jobs, "cancel", job_id)

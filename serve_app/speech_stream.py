@@ -45,7 +45,7 @@ class SpeechBackend(Protocol):
 
     async def run_now(self, job: Job) -> Job: ...
 
-    async def read_result(self, job_id: str) -> bytes: ...
+    async def read_result(self, job: Job) -> bytes: ...
 
     async def cancel(self, job_id: str) -> Job: ...
 
@@ -113,7 +113,7 @@ class SpeechStream:
         return done
 
     async def _render(self, job: Job, *, first: bool) -> bytes:
-        data = await self.backend.read_result(job.job_id)
+        data = await self.backend.read_result(job)
         return await asyncio.to_thread(self._encode, data, first)
 
     def _encode(self, wav: bytes, first: bool) -> bytes:

@@ -284,17 +284,11 @@ class JobManager(VoiceLibraryManager):
                         oldest_pending_created_at=oldest[0].created_at if oldest else None,
                         extra={"oldest_processing_started_at": started} if started is not None else {})
 
-    async def read_result(self, job_id: str) -> bytes:
-        job = await self.get(job_id)
+    async def read_result(self, job: Job) -> bytes:
+        """The result's bytes of a job the caller has just read (not read again here)."""
         if job.status is not JobStatus.COMPLETED or not job.result_key:
-            raise BlobNotFound(f"results/{job_id}")
+            raise BlobNotFound(f"results/{job.job_id}")
         return await self._call(self.storage.get, job.result_key)
-
-    async def result_url(self, job_id: str, *, expires_s: int = 3600) -> str | None:
-        job = await self.get(job_id)
-        if job.status is not JobStatus.COMPLETED or not job.result_key:
-            return None
-        return await self._call(self.storage.presigned_url, job.result_key, expires_s=expires_s)
 
     async def status(self, job_id: str, *, expires_s: int = 3600) -> tuple[Job, str | None, QueuePlace | None]:
         """A status read in one call: the job, its result's URL once it has one (None where

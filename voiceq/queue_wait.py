@@ -33,9 +33,6 @@ class WaitEstimator:
         last = self._per_job_s.get(model)
         self._per_job_s[model] = gpu_seconds if last is None else last + self.weight * (gpu_seconds - last)
 
-    def per_job_s(self, model: str) -> float | None:
-        return self._per_job_s.get(model)
-
     def rates(self) -> dict[str, float]:
         """What was learned, per model: handed to estimators that record no completions."""
         return dict(self._per_job_s)

@@ -14,7 +14,7 @@ from serve_app.http import create_http_app
 from tests.support.audio import voice_file
 from voiceq.errors import (BlobNotFound, IdempotencyKeyReused, InvalidInput, InvalidTransition, JobNotFound,
                            QueueFull, ServiceUnavailable, StorageUnavailable, StoreUnavailable, VoiceNotFound)
-from voiceq.jobs import Job, JobStatus, new_job, new_job_id
+from voiceq.jobs import Job, JobStatus, new_job
 from voiceq.settings import Settings
 
 API = "/api/public/voice/onboarding"
@@ -67,11 +67,8 @@ class Raising:
     async def requeue(self, job_id: str) -> Job:
         return await self._answer()
 
-    async def result_url(self, job_id: str) -> str | None:
-        return None
-
-    async def read_result(self, job_id: str) -> bytes:
-        raise BlobNotFound(f"results/{job_id}")
+    async def read_result(self, job: Job) -> bytes:
+        raise BlobNotFound(f"results/{job.job_id}")
 
     async def get_voice(self, voice_id: str, *, caller: Any) -> Any:
         raise VoiceNotFound(voice_id)

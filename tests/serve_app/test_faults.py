@@ -189,7 +189,7 @@ def run_one_job_through_lost_replies(store: object, tmp_path: Path, receiver_url
         assert await worker.run_once() == 1
         await manager.drain_webhooks(10)
         done = await manager.get(job.job_id)
-        return done, await manager.read_result(job.job_id)  # /audio: not 410
+        return done, await manager.read_result(done)  # /audio: not 410
 
     done, mp3 = asyncio.run(scenario())
     return done, mp3, manager

@@ -9,7 +9,7 @@ def test_no_estimate_before_a_measure_then_position_plus_one_times_the_recent_me
     waits = WaitEstimator(weight=0.5)
     assert waits.place("chatterbox", 3) == QueuePlace(position=3, estimated_wait_s=None)
     waits.record("chatterbox", 0.0)  # no GPU share recorded: nothing learned
-    assert waits.per_job_s("chatterbox") is None
+    assert waits.rates() == {}
     waits.record("chatterbox", 2.0)
     waits.record("chatterbox", 4.0)  # halfway to the newest: 3.0
     assert waits.place("chatterbox", 0) == QueuePlace(position=0, estimated_wait_s=3.0)

@@ -205,7 +205,6 @@ def _rms_norm(x: Tensor, norm) -> Tensor:
     return norm.weight * h.to(dtype)
 
 
-
 class T3Stack:
     """T3's Llama backbone and speech head, run against a `KVCache` (no Hugging Face cache,
     mask building or output capture in the loop). Weights are the model's own modules."""
