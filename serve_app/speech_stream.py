@@ -21,7 +21,7 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
 import numpy as np
 
-from voiceq.audio import from_wav
+from voiceq.pcm import from_wav
 from voiceq.audio_encode import StreamEncoder
 from voiceq.audio_tempo import change_speed
 from voiceq.engine.text import JOIN_SILENCE_S

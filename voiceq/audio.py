@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import io
 import time
-import wave
-from dataclasses import dataclass
 
 import av
 import numpy as np
 
 from .audio_formats import ACCEPTED, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, sniff_demuxer
 from .errors import InvalidInput
+from .pcm import Clip
 
 MODEL_SR = 24_000
 
@@ -26,16 +25,6 @@ MODEL_SR = 24_000
 # it): one wording, filled in here and served to the page as templates (serve_app/page.py).
 TOO_LONG = "audio_file is longer than the {max_s:g} s limit"
 TOO_SHORT = "audio_file is too short: {seconds:.2f} s of audio, at least {min_s:g} s needed"
-
-
-@dataclass(frozen=True)
-class Clip:
-    samples: np.ndarray  # (n,) float32 in [-1, 1], mono
-    sample_rate: int
-
-    @property
-    def seconds(self) -> float:
-        return len(self.samples) / self.sample_rate
 
 
 def _check_stream(stream: av.audio.stream.AudioStream) -> None:
@@ -141,27 +130,6 @@ def _mono_float(frame: av.AudioFrame, sample_rate: int) -> np.ndarray | None:
 def decode_stored(data: bytes, *, deadline_s: float = 30.0) -> Clip:
     """A stored upload (checked at the edge when it came in) as mono float32 at the model's rate."""
     return decode_upload(data, min_s=0.0, max_s=24 * 3600.0, deadline_s=deadline_s)
-
-
-def to_wav(clip: Clip) -> bytes:
-    pcm = (np.clip(clip.samples, -1.0, 1.0) * 32767.0).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(clip.sample_rate)
-        out.writeframes(pcm.tobytes())
-    return buf.getvalue()
-
-
-def from_wav(data: bytes) -> Clip:
-    with wave.open(io.BytesIO(data), "rb") as src:
-        if src.getsampwidth() != 2:
-            raise ValueError("expected 16-bit PCM WAV")
-        pcm = np.frombuffer(src.readframes(src.getnframes()), dtype="<i2")
-        if src.getnchannels() > 1:
-            pcm = pcm.reshape(-1, src.getnchannels()).mean(axis=1)
-        return Clip((pcm.astype(np.float32) / 32767.0), src.getframerate())
 
 
 def to_mp3(clip: Clip, *, bitrate: int = 64_000) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 import av
 import numpy as np
 
-from .audio import Clip, to_wav
+from .pcm import Clip, to_wav
 
 
 @dataclass(frozen=True)

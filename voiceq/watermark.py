@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import Clip
+from .pcm import Clip
 
 DETECTOR = "perth.PerthImplicitWatermarker"
 THRESHOLD = 0.5

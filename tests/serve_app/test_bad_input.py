@@ -15,7 +15,7 @@ import pytest
 from tests.support.audio import voice_file
 from tests.support.server import VoiceqServer
 from tests.voiceq.test_audio_hostile import HOSTILE, wav_header
-from voiceq.audio import Clip, to_wav
+from voiceq.pcm import Clip, to_wav
 
 API = "/api/public/voice/onboarding"
 pytestmark = pytest.mark.slow

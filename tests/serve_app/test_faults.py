@@ -169,7 +169,8 @@ class DropsReplies:
 
 def run_one_job_through_lost_replies(store: object, tmp_path: Path, receiver_url: str) -> tuple[Any, Any, Any]:
     from tests.support.engines import ToneEngine
-    from voiceq.audio import decode_upload, to_wav
+    from voiceq.audio import decode_upload
+    from voiceq.pcm import to_wav
     from voiceq.batching import BatchLimits
     from deployments.connections import open_blob_storage
     from voiceq.jobs import WorkerInfo

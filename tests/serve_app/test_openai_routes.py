@@ -15,7 +15,8 @@ from serve_app.http import create_http_app
 from tests.support.audio import voice_file
 from tests.support.decode import decode_any
 from tests.support.inprocess import InProcessBackend, settings_for
-from voiceq.audio import decode_upload, to_wav
+from voiceq.audio import decode_upload
+from voiceq.pcm import to_wav
 from voiceq.manager import Submission
 
 KEYS = {"alice": "alice-openai-key-0123", "bob": "bob-openai-key-0123"}

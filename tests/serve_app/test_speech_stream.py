@@ -13,7 +13,8 @@ from serve_app.speech_stream import SpeechStream
 from serve_app.auth import ANONYMOUS
 from tests.support.audio import voice_file
 from tests.support.inprocess import InProcessBackend, settings_for
-from voiceq.audio import decode_upload, to_wav
+from voiceq.audio import decode_upload
+from voiceq.pcm import to_wav
 from voiceq.jobs import JobStatus
 from voiceq.manager import Submission
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from voiceq.audio import Clip
+from voiceq.pcm import Clip
 from voiceq.engine import EngineInfo, Synthesis, SynthesisRequest
 
 

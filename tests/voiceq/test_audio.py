@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support.audio import decode_mp3, voice_file, voice_like
-from voiceq.audio import Clip, decode_upload, from_wav, to_mp3, to_wav
+from voiceq.audio import decode_upload, to_mp3
+from voiceq.pcm import Clip, from_wav, to_wav
 from voiceq.errors import InvalidInput
 
 BOUNDS = dict(min_s=1.0, max_s=60.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.support.decode import decode_any
-from voiceq.audio import Clip
+from voiceq.pcm import Clip
 from voiceq.audio_encode import FORMAT_NAMES, StreamEncoder, audio_format, encode
 
 RATE = 24_000

@@ -13,7 +13,8 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.support.audio import voice_file
 from tests.support.receiver import webhook_receiver
-from voiceq.audio import decode_upload, to_wav
+from voiceq.audio import decode_upload
+from voiceq.pcm import to_wav
 from deployments.connections import open_blob_storage, open_job_store
 from voiceq.errors import IdempotencyKeyReused
 from voiceq.jobs import JobResult, WorkerInfo

@@ -10,7 +10,8 @@ import pytest
 
 from tests.support.audio import decode_mp3, voice_file
 from tests.support.engines import ToneEngine
-from voiceq.audio import decode_upload, to_wav
+from voiceq.audio import decode_upload
+from voiceq.pcm import to_wav
 from voiceq.batching import BatchLimits
 from deployments.connections import open_blob_storage, open_job_store
 from voiceq.jobs import JobStatus, WorkerInfo

@@ -12,7 +12,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..audio import Clip
+from ..pcm import Clip
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 import torch
 
-from ..audio import Clip, to_wav
+from ..pcm import Clip, to_wav
 from ..models import CHATTERBOX
 from .budget import chunk_budgets
 from .base import ConversionRequest, EngineInfo, GenerationParams, Synthesis, SynthesisRequest

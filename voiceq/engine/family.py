@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..audio import Clip
+from ..pcm import Clip
 from ..models import CHATTERBOX, MODELS, MULTILINGUAL, TURBO
 from ..settings import Settings
 from .base import GenerationParams

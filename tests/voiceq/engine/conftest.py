@@ -22,7 +22,7 @@ def engine(checkpoint_dir: Path):
 def voices(engine) -> list:
     """Three voices; their references (1.5, 2, 2.5 s) give T3 prompts and S3Gen prompts of
     different lengths, and short ones keep S3Gen cheap."""
-    from voiceq.audio import Clip
+    from voiceq.pcm import Clip
 
     with warnings.catch_warnings():
         # prepare_conditionals reads the clip with librosa, whose audioread backend imports

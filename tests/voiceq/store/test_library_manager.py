@@ -12,7 +12,8 @@ import pytest
 from tests.support.audio import voice_file
 from tests.support.engines import ToneEngine
 from tests.voiceq.store.test_contract import kind, opener  # noqa: F401  (fixtures)
-from voiceq.audio import decode_upload, to_wav
+from voiceq.audio import decode_upload
+from voiceq.pcm import to_wav
 from voiceq.batching import BatchLimits
 from voiceq.errors import StorageUnavailable, VoiceNotFound
 from voiceq.jobs import JobStatus, WorkerInfo
