@@ -24,6 +24,9 @@ off on both sides for the run and every job decodes exactly `--tokens` tokens.
 - batched: `ChatterboxEngine.synthesize` over the whole batch (batched T3 decode loop, then
   S3Gen batched or job by job as the engine is configured, the watermark), timed per stage.
 
+`--t3-dtype bfloat16` loads our side's T3 as `VOICEQ_T3_DTYPE=bfloat16` does (on a GPU; a CPU
+keeps float32 and the header line says so); upstream runs float32, as it ships.
+
 T3 is timed `--repeats` times on both sides and the best run counts (a shared machine's
 noise only ever adds time); S3Gen, the costly stage, runs once per measurement.
 
@@ -65,6 +68,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # upstream's per-step progress bar, 
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import copy  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -80,7 +84,7 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from voiceq.audio import Clip  # noqa: E402
+from voiceq.pcm import Clip  # noqa: E402
 from voiceq.engine.base import GenerationParams, SynthesisRequest  # noqa: E402
 from voiceq.engine.chatterbox import ChatterboxEngine  # noqa: E402
 from voiceq.engine.family import engine_class  # noqa: E402
@@ -228,6 +232,22 @@ def stop_token_off(t3) -> Iterator[None]:
         yield
     finally:
         t3.hp.stop_speech_token = old
+
+
+@contextlib.contextmanager
+def upstream_t3(engine: ChatterboxEngine) -> Iterator[None]:
+    """Upstream's side runs T3 in float32, as upstream ships it: with our side in bfloat16
+    (`--t3-dtype`) a float32 copy stands in while upstream runs (its values are the bf16
+    weights widened, which changes nothing of the speed of a random-weight model)."""
+    t3 = engine.model.t3
+    if t3.speech_head.weight.dtype == torch.float32:
+        yield
+        return
+    engine.model.t3 = copy.deepcopy(t3).float()
+    try:
+        yield
+    finally:
+        engine.model.t3 = t3
 
 
 def voice_clip(seconds: float, seed: int) -> Clip:
@@ -639,6 +659,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peak-gbs", type=float, default=None,
                     help="the device's memory bandwidth in GB/s (e.g. 4800 for an H200), for the decode step's bound")
     ap.add_argument("--skip-fixed", action="store_true", help="only the mixed workload (no upstream table)")
+    ap.add_argument("--t3-dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="T3's weights on our side, as VOICEQ_T3_DTYPE loads them (a CPU keeps float32); "
+                         "upstream always runs float32, as it ships")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: torch sees no CUDA (or ROCm) device here; run it on a GPU machine")
@@ -687,15 +710,17 @@ def run_model(model: str, args: argparse.Namespace, sizes: list[int], upstream_j
         ckpt = multilingual_bench_checkpoint(tiny_checkpoint())
     else:
         ckpt = bench_checkpoint(tiny_checkpoint(), full_size=args.full_size)
-    engine = engine_class(model).load(ckpt, device=args.device, max_speech_tokens=args.tokens)
+    engine = engine_class(model).load(ckpt, device=args.device, max_speech_tokens=args.tokens, t3_dtype=args.t3_dtype)
     engine.max_speech_tokens = args.tokens  # the manifest's test cap must not shorten the budget
     if args.s3gen_batched != "auto":
         engine.s3gen_batched = args.s3gen_batched == "yes"
     # Turbo refuses references of 5 s or less (as upstream does).
     lengths = [5.5, 6.0, 7.0] if model == TURBO else [3.0, 2.5, 4.0]
     voices = [engine.prepare_voice(voice_clip(s, i)) for i, s in enumerate(lengths)]
+    t3_dtype = str(engine.model.t3.speech_head.weight.dtype).removeprefix("torch.")
     print(f"model={model} device={args.device} ckpt={ckpt} t3={'full-size' if args.full_size else 'as in checkpoint'} "
-          f"tokens/job={args.tokens} s3gen_batched={engine.s3gen_batched} threads={torch.get_num_threads()}")
+          f"t3_dtype={t3_dtype} tokens/job={args.tokens} s3gen_batched={engine.s3gen_batched} "
+          f"threads={torch.get_num_threads()}")
 
     mixed = run_mixed(engine, voices, args) if args.mixed_jobs > 0 else None
     if args.skip_fixed:
@@ -704,12 +729,14 @@ def run_model(model: str, args: argparse.Namespace, sizes: list[int], upstream_j
     guard = no_alignment_analyzer() if model == MULTILINGUAL else contextlib.nullcontext()
     with stop_token_off(engine.model.t3), guard:
         # Warm-up: the first S3Gen and T3 calls in a process pay one-time costs.
-        upstream_job(engine, make_jobs(voices, 1, model=model)[0], min(args.tokens, 20), s3_max > 0)
+        with upstream_t3(engine):
+            upstream_job(engine, make_jobs(voices, 1, model=model)[0], min(args.tokens, 20), s3_max > 0)
         if s3_max > 0:
             engine.synthesize(make_jobs(voices, 1, model=model))
         measure_batched_t3(engine, voices, 2, 1)
 
-        up = measure_upstream(engine, voices, upstream_jobs, args.tokens, s3_max > 0, args.repeats)
+        with upstream_t3(engine):
+            up = measure_upstream(engine, voices, upstream_jobs, args.tokens, s3_max > 0, args.repeats)
         rows.append(up)
         print(f"  upstream: {upstream_jobs} jobs measured", file=sys.stderr)
         per_job_rest: float | None = None  # measured end-to-end seconds per job beyond T3
