@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,6 @@ import pytest
 
 from tests.support.audio import decode_mp3, voice_file
 from tests.support.server import VoiceqServer, wait_until
-from voiceq.settings import Settings
 
 API = "/api/public/voice/onboarding"
 pytestmark = pytest.mark.slow

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.serve_app.test_api import API, assert_playable_mp3

@@ -5,13 +5,10 @@ the whole jobs table."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from deployments.autoscaling import JobQueueAutoscalingPolicy, autoscaling_config
 from tests.deployments.test_autoscaling import FakeClock, context, decide_now, fast_config
