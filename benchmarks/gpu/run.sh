@@ -6,11 +6,12 @@
 #
 # The engine imports without Ray, boto3 or PyAV, so nothing else needs to travel. Steps run
 # most-wanted first, each under its own time limit, so a short lease still brings back the
-# float32 table: 1. float32 against upstream at batch 1-32, the mixed workload (continuous
-# against static, the decode step against the memory-bandwidth limit, time to first audio);
-# 2. the same with T3 in bfloat16. Override with PYTHON, PEAK_GBS, BENCH_DEVICE, LIMITS_S
+# float32 table: 0. exactness.py (a row's tokens batched, continuous and CUDA-graphed against
+# alone, about a minute); 1. float32 against upstream at batch 1-32, the mixed workload
+# (continuous against static, the decode step against the memory-bandwidth limit, time to
+# first audio); 2. the same with T3 in bfloat16. Override with PYTHON, PEAK_GBS, BENCH_DEVICE, LIMITS_S
 # and BENCH_ARGS (replaces each step's size arguments: a CPU rehearsal passes small ones). The
-# two limits add up to 9 minutes: one device command may run 10.
+# limits add up to 9.5 minutes: one device command may run 10.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-bench-out}
@@ -18,7 +19,7 @@ mkdir -p "$out"
 py=${PYTHON:-python3}
 site=${SITE:-/tmp/voiceq-site}
 device=${BENCH_DEVICE:-cuda}
-read -r fp32_limit bf16_limit <<<"${LIMITS_S:-360 170}"
+read -r exact_limit fp32_limit bf16_limit <<<"${LIMITS_S:-90 330 150}"
 sizes=${BENCH_ARGS:---full-size --peak-gbs ${PEAK_GBS:-4800} --repeats 2}
 
 "$py" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
@@ -39,6 +40,8 @@ step() {  # name, time limit in s, then the benchmark's arguments
     local rc=${PIPESTATUS[0]}
     [ "$rc" -eq 0 ] || echo "== $name: exit $rc (124: over its ${limit} s)" | tee -a "$out/$name.log"
 }
+echo "== exactness: exactness.py" | tee "$out/exactness.log"
+timeout "$exact_limit" "$py" benchmarks/gpu/exactness.py --device "$device" 2>&1 | tee -a "$out/exactness.log"
 # shellcheck disable=SC2086  # the size arguments are words on purpose
 step float32 "$fp32_limit" $sizes
 # shellcheck disable=SC2086

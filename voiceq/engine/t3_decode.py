@@ -936,13 +936,15 @@ def generate(
     ignore_stop: bool = False,
     check_every: int | None = None,
     slots: int | None = None,
+    graphs: bool | None = None,
 ) -> list[T3Output]:
     """Generate speech tokens for every row; one `T3Output` per row, in order.
 
     `slots` bounds the model rows decoded at once (default: all rows at once); rows beyond it
     wait and take the slots of finished rows (continuous batching). `ignore_stop` runs every
     row to its budget (benchmarks of a random-weight model need a fixed length);
-    `check_every` overrides how often finished rows are looked for."""
+    `check_every` overrides how often finished rows are looked for; `graphs` whether the step
+    is captured as CUDA graphs (default: on CUDA)."""
     if not rows:
         return []
     for r in rows:
@@ -952,7 +954,7 @@ def generate(
     need = [SlotDecoder.slots_for(r) for r in rows]
     width = max(slots or sum(need), max(need))
     length = max(prefix_length(t3, r) for r in rows) + max(r.max_new_tokens for r in rows)
-    dec = SlotDecoder(t3, width, length, ignore_stop=ignore_stop, check_every=check_every,
+    dec = SlotDecoder(t3, width, length, ignore_stop=ignore_stop, check_every=check_every, graphs=graphs,
                       max_new_tokens=max(r.max_new_tokens for r in rows))
     results: list[T3Output | None] = [None] * len(rows)
     pending = list(range(len(rows)))
