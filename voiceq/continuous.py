@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 from .batching import BatchLimits
@@ -66,9 +67,9 @@ class ContinuousRun:
         self.first = first
         self.claim_more = claim_more
         self.loop = asyncio.get_running_loop()
-        self.in_hand: dict[str, Job] = {}  # claimed, outcome not recorded yet
-        self.lost: set[str] = set()
-        self.finished: set[str] = set()
+        self.in_hand: dict[str, Job] = {}  # claimed, outcome not recorded yet: each job's current claim
+        self.lost: set[str] = set()  # lease ids
+        self.finished: set[str] = set()  # lease ids
         self.recorded: dict[str, Job] = {}  # outcomes as recorded in the store, by job id
         self.ready: queue.Queue[Prepared] = queue.Queue()  # read by the engine's thread
         self.prepared: dict[str, Prepared] = {}
@@ -110,6 +111,12 @@ class ContinuousRun:
         return self.count
 
     def _start(self, job: Job) -> None:
+        if job.job_id in self.in_hand:
+            # Claimed again while its work is still here: its lease was lost (bookkeeping out of
+            # reach for longer than a lease, the reaper requeued it) and this claim took it back.
+            # The work in flight carries on under the new claim, which is renewed and recorded.
+            self.in_hand[job.job_id] = job
+            return
         self.in_hand[job.job_id] = job
         self.count += 1
         with self._busy_lock:
@@ -135,7 +142,8 @@ class ContinuousRun:
             except Exception as err:
                 out = err
             elapsed = time.perf_counter() - started
-            await self._finish(job, await asyncio.to_thread(self.w._outcome, prepared, out), elapsed, elapsed)
+            await self._finish(job, await asyncio.to_thread(self.w._outcome, self._current(prepared), out),
+                               elapsed, elapsed)
             return
         self.ready.put(prepared)
 
@@ -165,19 +173,25 @@ class ContinuousRun:
             task.add_done_callback(self.tasks.discard)
 
     async def _store_and_record(self, job_id: str, out: Any, at: float) -> None:
-        prepared = self.prepared.pop(job_id)
+        prepared = self._current(self.prepared.pop(job_id))
         elapsed = at - self.entered.pop(job_id, at)
         # GPU share: the job's time in the engine divided among the jobs that shared it then.
         sharing = max(1, len(self.entered) + 1)
         produced = await asyncio.to_thread(self.w._outcome, prepared, out)
         await self._finish(prepared.job, produced, elapsed, elapsed / sharing)
 
+    def _current(self, prepared: Prepared) -> Prepared:
+        """`prepared` with its job's current claim (a job taken back after a lost lease)."""
+        job = self.in_hand.get(prepared.job.job_id, prepared.job)
+        return prepared if job is prepared.job else replace(prepared, job=job)
+
     async def _finish(self, job: Job, outcome: Produced | BaseException, elapsed: float, share: float) -> None:
+        job = self.in_hand.get(job.job_id, job)  # its current claim
         try:
             self.recorded.update(
                 await asyncio.shield(self.w._finalize([job], [outcome], elapsed, self.lost, share=share)))
         finally:
-            self.finished.add(job.job_id)
+            self.finished.add(job.lease_id or "")
             self.in_hand.pop(job.job_id, None)
 
     async def _drain(self) -> None:

@@ -234,7 +234,7 @@ class Worker:
         every claimed job's lease until its own outcome is recorded. Returns the recorded
         outcomes by job id."""
         recorded: dict[str, Job] = {}
-        lost: set[str] = set()
+        lost: set[str] = set()  # lease ids (claims), not job ids: see _renew_leases
         finished: set[str] = set()
         beat = asyncio.create_task(self._renew_leases(batch, lost, finished))
         try:
@@ -251,22 +251,26 @@ class Worker:
                 self.last_batch_size = len(part)
                 self.metrics.batch(len(part))
                 recorded.update(await asyncio.shield(self._finalize(part, outcomes, elapsed, lost)))
-                finished.update(j.job_id for j in part)
+                finished.update(j.lease_id or "" for j in part)
         finally:
             beat.cancel()
         return recorded
 
     async def _renew_leases(self, batch: Iterable[Job], lost: set[str], finished: set[str]) -> None:
-        """Renew the lease of every job in `batch` (a list, or a live view of the jobs in hand)."""
+        """Renew the lease of every job in `batch` (a list, or a live view of the jobs in hand).
+        `lost` and `finished` hold lease ids: a job whose lease was lost can be claimed again by
+        the same run (the reaper requeued it while bookkeeping was out of reach), and its new
+        claim is renewed and recorded as any other."""
         while True:
             await asyncio.sleep(self.heartbeat_s)
             for job in list(batch):
-                if job.job_id in lost or job.job_id in finished:
+                lease = job.lease_id or ""
+                if lease in lost or lease in finished:
                     continue
                 try:
-                    await self.jobs.heartbeat(job.job_id, lease_id=job.lease_id or "")
+                    await self.jobs.heartbeat(job.job_id, lease_id=lease)
                 except StaleLease:
-                    lost.add(job.job_id)
+                    lost.add(lease)
                     log.warning("job=%s event=stale: lease lost while running (cancelled or taken over)", job.job_id)
                 except Exception as err:  # a store hiccup: try again next beat
                     log.warning("job=%s heartbeat failed: %s", job.job_id, err)
@@ -285,7 +289,7 @@ class Worker:
         for job, outcome in zip(batch, outcomes):
             lease = job.lease_id or ""
             try:
-                if job.job_id in lost:
+                if lease in lost:
                     raise StaleLease(job.job_id)
                 if isinstance(outcome, BaseException):
                     failure = classify(outcome)

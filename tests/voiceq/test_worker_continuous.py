@@ -82,3 +82,59 @@ def test_passes_are_planned_by_the_engines_own_cost(tmp_path: Path) -> None:
 
     ids = asyncio.run(scenario())
     assert engine.batches == [ids[:2], ids[2:]]  # 3 + 2 words fill the budget of 5, then 1
+
+
+def test_a_job_taken_back_after_its_lease_was_lost_finishes_under_the_new_lease(tmp_path: Path) -> None:
+    """Bookkeeping unreachable for longer than a lease while a job decodes: the reaper requeues
+    it, a heartbeat with the old lease is refused, and the run's next claim takes the same job
+    back. The decode in flight carries on under the new lease, which the run renews and records
+    the result with. (Keyed by job id, the run took the new claim for the lost one: it never
+    renewed it, the reaper requeued it again and again, and the job failed after its attempts.)"""
+    from voiceq.errors import StaleLease, StoreUnavailable
+
+    engine = StreamingToneEngine(slots=4, step_s=0.02)
+    manager, worker = make(tmp_path, engine, lease_s=0.6, max_attempts=3)  # heartbeats every 0.2 s
+    outage = False
+    refused = asyncio.Event()  # a heartbeat with the lost lease was refused
+    heartbeat, claim = manager.heartbeat, worker._claim
+
+    async def flaky_heartbeat(job_id: str, *, lease_id: str):
+        if outage:
+            raise StoreUnavailable("job store not reachable")
+        try:
+            return await heartbeat(job_id, lease_id=lease_id)
+        except StaleLease:
+            refused.set()
+            raise
+
+    async def flaky_claim(**kwargs):
+        if outage or (expired_once and not refused.is_set()):
+            return []  # the store is down; then the refusal comes before the claim (the failing order)
+        return await claim(**kwargs)
+
+    manager.heartbeat = flaky_heartbeat  # type: ignore[method-assign]
+    worker._claim = flaky_claim  # type: ignore[method-assign]
+    expired_once = False
+
+    async def scenario():
+        nonlocal outage, expired_once
+        job = await manager.submit(submission(0, text=" ".join(["word"] * 150)))  # ~3 s of steps
+        run = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.3)
+        outage = True
+        await asyncio.sleep(0.9)  # no renewal for longer than the lease
+        first = await manager.expire_leases()
+        expired_once, outage = True, False
+        later = []
+        while not run.done():
+            await asyncio.sleep(0.1)
+            later += await manager.expire_leases()
+        await run
+        return job, first, later, await manager.get(job.job_id)
+
+    job, first, later, final = asyncio.run(scenario())
+    assert [j.job_id for j in first] == [job.job_id]
+    assert refused.is_set()
+    assert later == []  # the new lease was renewed
+    assert final.status is JobStatus.COMPLETED and final.attempts == 2, (final.status, final.attempts, final.error)
+    assert manager.storage.exists(final.result_key)
