@@ -623,6 +623,8 @@
 
   // --- the person's voices ----------------------------------------------------------------
 
+  let voiceLoads = 0; // loads of the voice list in flight
+
   async function loadVoices() {
     const status = $("voices-status");
     const list = $("voice-list");
@@ -632,23 +634,32 @@
       list.textContent = "";
       return;
     }
-    let response;
+    // The list is rebuilt when the answer comes: aria-busy tells assistive technology (and a
+    // person's scripts) that its items are about to be replaced.
+    voiceLoads += 1;
+    list.setAttribute("aria-busy", "true");
     try {
-      response = await fetch(api("/voices?user_id=" + encodeURIComponent(userId())), { headers: authHeaders() });
-    } catch (err) {
-      status.textContent = "Could not load your voices (" + err.message + ").";
-      return;
+      let response;
+      try {
+        response = await fetch(api("/voices?user_id=" + encodeURIComponent(userId())), { headers: authHeaders() });
+      } catch (err) {
+        status.textContent = "Could not load your voices (" + err.message + ").";
+        return;
+      }
+      const body = await readJson(response);
+      if (!response.ok) {
+        status.textContent = problem(response, body).text;
+        return;
+      }
+      list.textContent = "";
+      body.voices.forEach((voice) => list.appendChild(voiceItem(voice)));
+      status.textContent = body.voices.length
+        ? body.voices.length + (body.voices.length === 1 ? " voice." : " voices.")
+        : "No voices yet: clone one above.";
+    } finally {
+      voiceLoads -= 1;
+      if (voiceLoads === 0) list.removeAttribute("aria-busy");
     }
-    const body = await readJson(response);
-    if (!response.ok) {
-      status.textContent = problem(response, body).text;
-      return;
-    }
-    list.textContent = "";
-    body.voices.forEach((voice) => list.appendChild(voiceItem(voice)));
-    status.textContent = body.voices.length
-      ? body.voices.length + (body.voices.length === 1 ? " voice." : " voices.")
-      : "No voices yet: clone one above.";
   }
 
   function voiceItem(voice) {

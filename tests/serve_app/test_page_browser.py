@@ -155,6 +155,11 @@ def status(driver: Any) -> str:
     return el(driver, "progress").get_attribute("data-status") or ""
 
 
+def voices_settled(driver: Any) -> bool:
+    """No load of the voice list in flight (a load replaces every item of the list)."""
+    return el(driver, "voice-list").get_attribute("aria-busy") != "true"
+
+
 def seen(driver: Any) -> list[str]:
     return (el(driver, "progress").get_attribute("data-seen") or "").split()
 
@@ -294,7 +299,8 @@ def test_the_voice_list_speaks_a_new_text_and_deletes_a_voice(production: Voiceq
     from selenium.webdriver.support import expected_conditions
 
     open_page(browser, production, key=KEY)
-    items = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#voice-list li"), "the voice list")
+    items = wait_for(browser, lambda d: voices_settled(d) and d.find_elements(By.CSS_SELECTOR, "#voice-list li"),
+                     "the voice list")
     (item,) = items
     voice_id = item.get_attribute("data-voice-id")
     assert item.find_element(By.TAG_NAME, "h3").text == "Browser Voice"
@@ -305,6 +311,8 @@ def test_the_voice_list_speaks_a_new_text_and_deletes_a_voice(production: Voiceq
     assert audio_duration(browser) > 0
     shot(browser, "08-spoken-with-a-saved-voice")
 
+    # A completed job reloads the list (its voice may be new): act on the reloaded items.
+    wait_for(browser, voices_settled, "the voice list to reload")
     item = browser.find_element(By.CSS_SELECTOR, f"#voice-list li[data-voice-id='{voice_id}']")
     item.find_element(By.CSS_SELECTOR, "button.danger").click()
     wait_for(browser, expected_conditions.alert_is_present(), "the confirmation")
