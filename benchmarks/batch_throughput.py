@@ -234,20 +234,23 @@ def stop_token_off(t3) -> Iterator[None]:
         t3.hp.stop_speech_token = old
 
 
-@contextlib.contextmanager
-def upstream_t3(engine: ChatterboxEngine) -> Iterator[None]:
-    """Upstream's side runs T3 in float32, as upstream ships it: with our side in bfloat16
-    (`--t3-dtype`) a float32 copy stands in while upstream runs (its values are the bf16
-    weights widened, which changes nothing of the speed of a random-weight model)."""
+def float32_t3(engine: ChatterboxEngine) -> torch.nn.Module:
+    """The T3 upstream's side runs: float32, as upstream ships it. With our side in bfloat16
+    (`--t3-dtype`) a float32 copy (the bf16 weights widened, which changes nothing of the speed
+    of a random-weight model; its settings, the stop token's included, as they are now)."""
     t3 = engine.model.t3
-    if t3.speech_head.weight.dtype == torch.float32:
-        yield
-        return
-    engine.model.t3 = copy.deepcopy(t3).float()
+    return t3 if t3.speech_head.weight.dtype == torch.float32 else copy.deepcopy(t3).float()
+
+
+@contextlib.contextmanager
+def t3_standing_in(engine: ChatterboxEngine, t3: torch.nn.Module) -> Iterator[None]:
+    """`t3` in the engine's model while the block runs (upstream's calls read `model.t3`)."""
+    own = engine.model.t3
+    engine.model.t3 = t3
     try:
         yield
     finally:
-        engine.model.t3 = t3
+        engine.model.t3 = own
 
 
 def voice_clip(seconds: float, seed: int) -> Clip:
@@ -728,14 +731,15 @@ def run_model(model: str, args: argparse.Namespace, sizes: list[int], upstream_j
     rows: list[Row] = []
     guard = no_alignment_analyzer() if model == MULTILINGUAL else contextlib.nullcontext()
     with stop_token_off(engine.model.t3), guard:
+        upstream_t3 = float32_t3(engine)  # made once, with the stop token off
         # Warm-up: the first S3Gen and T3 calls in a process pay one-time costs.
-        with upstream_t3(engine):
+        with t3_standing_in(engine, upstream_t3):
             upstream_job(engine, make_jobs(voices, 1, model=model)[0], min(args.tokens, 20), s3_max > 0)
         if s3_max > 0:
             engine.synthesize(make_jobs(voices, 1, model=model))
         measure_batched_t3(engine, voices, 2, 1)
 
-        with upstream_t3(engine):
+        with t3_standing_in(engine, upstream_t3):
             up = measure_upstream(engine, voices, upstream_jobs, args.tokens, s3_max > 0, args.repeats)
         rows.append(up)
         print(f"  upstream: {upstream_jobs} jobs measured", file=sys.stderr)

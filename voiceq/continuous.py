@@ -111,13 +111,13 @@ class ContinuousRun:
         return self.count
 
     def _start(self, job: Job) -> None:
-        if job.job_id in self.in_hand:
+        taken_back = job.job_id in self.in_hand
+        self.in_hand[job.job_id] = job
+        if taken_back:
             # Claimed again while its work is still here: its lease was lost (bookkeeping out of
             # reach for longer than a lease, the reaper requeued it) and this claim took it back.
             # The work in flight carries on under the new claim, which is renewed and recorded.
-            self.in_hand[job.job_id] = job
             return
-        self.in_hand[job.job_id] = job
         self.count += 1
         with self._busy_lock:
             self._busy += 1

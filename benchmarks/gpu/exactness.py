@@ -58,17 +58,19 @@ def compare(name: str, got: list[T3Output], ref: list[T3Output]) -> tuple[int, i
 
 def check(t3, rows: list[T3Row], on_gpu: bool, label: str) -> tuple[int, int]:
     print(f"{label}: {len(rows)} rows, weights {t3.speech_head.weight.dtype}", flush=True)
-    alone = [generate(t3, [r], graphs=False)[0] for r in rows]
-    runs = [("batched, eager", dict(graphs=False)),
-            ("continuous (6 slots), eager", dict(graphs=False, slots=6))]
+    def alone(graphs: bool) -> list[T3Output]:
+        return [generate(t3, [r], graphs=graphs)[0] for r in rows]
+
+    reference = alone(False)
+    runs = [("batched, eager", lambda: generate(t3, rows, graphs=False)),
+            ("continuous (6 slots), eager", lambda: generate(t3, rows, graphs=False, slots=6))]
     if on_gpu:
-        runs += [("batched, CUDA graphs", dict(graphs=True)),
-                 ("continuous (6 slots), CUDA graphs", dict(graphs=True, slots=6)),
-                 ("alone, CUDA graphs", None)]
+        runs += [("batched, CUDA graphs", lambda: generate(t3, rows, graphs=True)),
+                 ("continuous (6 slots), CUDA graphs", lambda: generate(t3, rows, graphs=True, slots=6)),
+                 ("alone, CUDA graphs", lambda: alone(True))]
     equal = compared = 0
-    for name, kwargs in runs:
-        got = [generate(t3, [r], graphs=True)[0] for r in rows] if kwargs is None else generate(t3, rows, **kwargs)
-        e, c = compare(name, got, alone)
+    for name, run in runs:
+        e, c = compare(name, run(), reference)
         equal, compared = equal + e, compared + c
     return equal, compared
 
